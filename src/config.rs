@@ -1,0 +1,532 @@
+//! The command line (clap) and the resolved run configuration.
+//!
+//! One parser: timely's cluster flags (`-w`, `-n`, `-p`, `--hostfile`) are ours, turned into a
+//! `timely::Config` here; the engine's argv is never handed to timely. Every engine flag can
+//! also be set by a `WEIR_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::sink::cassandra::CassandraConfig;
+use crate::source::generator::GeneratorConfig;
+use crate::source::kafka::KafkaConfig;
+use crate::source::StartAt;
+use crate::spec::DataflowSpec;
+
+/// Weir: Kafka -> timely dataflow -> Cassandra, with exactly-once-style output.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A subcommand; without one, Weir runs a dataflow.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the default command (run a dataflow).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a dataflow (the default).
+    Run(RunArgs),
+    /// Validate dataflow files; errors name the file, line and field.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the built-in generator's users as JSON-lines files, one per partition (the
+    /// layout of `--input`).
+    Generate {
+        /// Directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Generator settings (`--count` is required).
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    },
+}
+
+/// Logging format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which sink to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    /// Cassandra when --cassandra is set, else SQLite.
+    Auto,
+    /// Cassandra or ScyllaDB (needs --cassandra).
+    Cassandra,
+    /// The embedded SQLite file (--sqlite).
+    Sqlite,
+    /// Discard everything (benchmarks; no progress is kept).
+    Null,
+}
+
+/// Settings of the built-in generator.
+#[derive(Clone, Debug, Args)]
+pub struct GeneratorArgs {
+    /// Generator seed: the same seed gives the same users.
+    #[arg(long, env = "WEIR_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Users per second (0: as fast as possible).
+    #[arg(long, env = "WEIR_RATE", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Stop after this many users (default: never).
+    #[arg(long, env = "WEIR_COUNT")]
+    pub count: Option<u64>,
+    /// Partitions of the generated topic.
+    #[arg(long, env = "WEIR_PARTITIONS", default_value_t = 4)]
+    pub partitions: i32,
+    /// Event time of the first user, RFC 3339 (default: now, to the minute; kept in progress).
+    #[arg(long, env = "WEIR_EPOCH")]
+    pub epoch: Option<String>,
+    /// Per mille of users delivered twice.
+    #[arg(long, default_value_t = 5)]
+    pub duplicates: u64,
+    /// Per mille of users a minute late.
+    #[arg(long, default_value_t = 1)]
+    pub late: u64,
+    /// Per mille of malformed records.
+    #[arg(long, default_value_t = 1)]
+    pub malformed: u64,
+}
+
+impl GeneratorArgs {
+    /// The generator configuration.
+    pub fn resolve(&self) -> Result<GeneratorConfig> {
+        if self.partitions < 1 {
+            return Err(Error::Config("--partitions must be at least 1".into()));
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err(Error::Config(
+                "--rate must be a number of users per second, 0 for unthrottled".into(),
+            ));
+        }
+        let epoch_ms = match &self.epoch {
+            Some(text) => crate::time::parse_rfc3339(text)
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "--epoch {text:?} is not an RFC 3339 time like 2026-11-21T10:00:00Z"
+                    ))
+                })? as u64,
+            None => crate::time::now_ms() / 60_000 * 60_000,
+        };
+        Ok(GeneratorConfig {
+            seed: self.seed,
+            partitions: self.partitions,
+            count: self.count,
+            rate: self.rate,
+            epoch_ms,
+            duplicates_per_mille: self.duplicates.min(1000),
+            late_per_mille: self.late.min(1000),
+            malformed_per_mille: self.malformed.min(1000),
+        })
+    }
+}
+
+/// Options for running a dataflow.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// Worker threads per process.
+    #[arg(short = 'w', long, env = "WEIR_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes in the cluster.
+    #[arg(short = 'n', long, env = "WEIR_PROCESSES", default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, 0..n.
+    #[arg(short = 'p', long, env = "WEIR_PROCESS", default_value_t = 0)]
+    pub process: usize,
+    /// File with one `host:port` per process (needed with -n > 1).
+    #[arg(long, env = "WEIR_HOSTFILE")]
+    pub hostfile: Option<PathBuf>,
+
+    /// The dataflow file.
+    #[arg(
+        long,
+        env = "WEIR_DATAFLOW",
+        default_value = "dataflows/users_created.toml"
+    )]
+    pub dataflow: PathBuf,
+    /// Kafka bootstrap servers; without them, the built-in generator is the source.
+    #[arg(long, env = "WEIR_BROKERS")]
+    pub brokers: Option<String>,
+    /// Read this topic instead of the dataflow's.
+    #[arg(long, env = "WEIR_TOPIC")]
+    pub topic: Option<String>,
+    /// Consumer group for offset commits (lag tools only). Default: weir-<dataflow>.
+    #[arg(long, env = "WEIR_GROUP")]
+    pub group: Option<String>,
+    /// A librdkafka setting, key=value (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(
+        long = "kafka-config",
+        env = "WEIR_KAFKA_CONFIG",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub kafka_config: Vec<String>,
+    /// Where to start when no progress is stored: earliest, latest, or an RFC 3339 time.
+    #[arg(long, env = "WEIR_START", default_value = "earliest")]
+    pub start: String,
+    /// Stop at the end: `end` (each partition's last offset at start) or an offset.
+    #[arg(long, env = "WEIR_UNTIL")]
+    pub until: Option<String>,
+    /// Read JSON-lines files, one per partition, from this directory (offsets are byte
+    /// positions).
+    #[arg(long, env = "WEIR_INPUT", conflicts_with = "brokers")]
+    pub input: Option<PathBuf>,
+
+    /// Cassandra contact points, host:port[,host:port...]; without them, the SQLite sink.
+    #[arg(long, env = "WEIR_CASSANDRA")]
+    pub cassandra: Option<String>,
+    /// Keyspace of every table.
+    #[arg(long, env = "WEIR_KEYSPACE", default_value = "spark_streams")]
+    pub keyspace: String,
+    /// Replication of the keyspace, when Weir creates it.
+    #[arg(
+        long,
+        env = "WEIR_REPLICATION",
+        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )]
+    pub replication: String,
+    /// Cassandra username.
+    #[arg(long, env = "WEIR_CASSANDRA_USER")]
+    pub cassandra_user: Option<String>,
+    /// Cassandra password (prefer the environment variable or --cassandra-password-file).
+    #[arg(long, env = "WEIR_CASSANDRA_PASSWORD", hide_env_values = true)]
+    pub cassandra_password: Option<String>,
+    /// File holding the Cassandra password.
+    #[arg(long, env = "WEIR_CASSANDRA_PASSWORD_FILE")]
+    pub cassandra_password_file: Option<PathBuf>,
+    /// Cassandra statements in flight per process.
+    #[arg(long, env = "WEIR_CASSANDRA_CONCURRENCY", default_value_t = 64)]
+    pub cassandra_concurrency: usize,
+    /// Test servers without system.peers (kassandra): skip schema agreement. Tests only.
+    #[arg(long, env = "WEIR_CASSANDRA_TEST_SERVER", hide = true)]
+    pub cassandra_test_server: bool,
+    /// The SQLite database file (the sink when no --cassandra is given).
+    #[arg(long, env = "WEIR_SQLITE", default_value = "weir.db")]
+    pub sqlite: PathBuf,
+    /// Which sink to use.
+    #[arg(long, env = "WEIR_SINK", value_enum, default_value_t = SinkKind::Auto)]
+    pub sink: SinkKind,
+
+    /// Generator settings (used when there are no --brokers and no --input).
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+
+    /// Most messages a worker reads per activation.
+    #[arg(long, env = "WEIR_BATCH", default_value_t = 1024)]
+    pub batch: usize,
+    /// Messages larger than this are dead letters.
+    #[arg(long, env = "WEIR_MAX_RECORD_BYTES", default_value_t = crate::schema::DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+    /// Pause reading while this many rows are unacknowledged.
+    #[arg(long, env = "WEIR_MAX_IN_FLIGHT", default_value_t = 100_000)]
+    pub max_in_flight: u64,
+    /// Write progress records at most this often.
+    #[arg(long, env = "WEIR_PROGRESS_INTERVAL", default_value = "100ms", value_parser = duration)]
+    pub progress_interval: Duration,
+    /// On shutdown, wait at most this long for open writes.
+    #[arg(long, env = "WEIR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Give up connecting to Kafka or Cassandra after this long.
+    #[arg(long, env = "WEIR_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub connect_timeout: Duration,
+    /// Do not print window results.
+    #[arg(short, long, env = "WEIR_QUIET")]
+    pub quiet: bool,
+    /// Log format.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    crate::spec::parse_duration(text)
+}
+
+/// Where records come from.
+#[derive(Clone, Debug)]
+pub enum SourceChoice {
+    /// A Kafka topic.
+    Kafka(KafkaConfig),
+    /// The built-in generator.
+    Generator(GeneratorConfig),
+    /// JSON-lines files.
+    Files(PathBuf),
+}
+
+/// Where results go.
+#[derive(Clone, Debug)]
+pub enum SinkChoice {
+    /// Cassandra.
+    Cassandra(CassandraConfig),
+    /// SQLite file.
+    Sqlite(PathBuf),
+    /// Nowhere.
+    Null,
+}
+
+/// A resolved, checked run configuration.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// This process.
+    pub process: usize,
+    /// Addresses of all processes (cluster mode).
+    pub addresses: Vec<String>,
+    /// The dataflow file.
+    pub dataflow: PathBuf,
+    /// Source.
+    pub source: SourceChoice,
+    /// Sink.
+    pub sink: SinkChoice,
+    /// Start position without progress.
+    pub start: StartAt,
+    /// Messages per activation.
+    pub batch: usize,
+    /// Oversize limit.
+    pub max_record_bytes: usize,
+    /// Backpressure threshold.
+    pub max_in_flight: u64,
+    /// Progress write interval.
+    pub progress_interval: Duration,
+    /// Shutdown bound.
+    pub shutdown_timeout: Duration,
+    /// Print no window results.
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Checks the flags and resolves them into a [`RunConfig`].
+    pub fn resolve(&self) -> Result<RunConfig> {
+        let RunArgs {
+            workers,
+            processes,
+            process,
+            hostfile,
+            dataflow,
+            brokers,
+            topic,
+            group,
+            kafka_config,
+            start,
+            until,
+            input,
+            cassandra,
+            keyspace,
+            replication,
+            cassandra_user,
+            cassandra_password,
+            cassandra_password_file,
+            cassandra_concurrency,
+            cassandra_test_server,
+            sqlite,
+            sink,
+            generator,
+            batch,
+            max_record_bytes,
+            max_in_flight,
+            progress_interval,
+            shutdown_timeout,
+            connect_timeout,
+            quiet,
+            log_format: _,
+        } = self;
+        if *workers == 0 || *processes == 0 {
+            return Err(Error::Config("-w and -n must be at least 1".into()));
+        }
+        if process >= processes {
+            return Err(Error::Config(format!(
+                "-p {process} is out of range for -n {processes} (use 0..{})",
+                processes - 1
+            )));
+        }
+        let addresses = match (hostfile, *processes) {
+            (_, 1) => Vec::new(),
+            (None, n) => {
+                return Err(Error::Config(format!(
+                    "-n {n} needs --hostfile FILE with one host:port per process"
+                )))
+            }
+            (Some(path), n) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Config(format!("--hostfile {}: {e}", path.display())))?;
+                let addresses: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from)
+                    .collect();
+                if addresses.len() < n {
+                    return Err(Error::Config(format!(
+                        "--hostfile {} lists {} addresses but -n is {n}; list one host:port per process",
+                        path.display(),
+                        addresses.len()
+                    )));
+                }
+                addresses.into_iter().take(n).collect()
+            }
+        };
+        let spec = DataflowSpec::load(dataflow)?;
+        let timeout = *connect_timeout;
+        let start = match start.as_str() {
+            "earliest" => StartAt::Earliest,
+            "latest" => StartAt::Latest,
+            text => StartAt::Time(crate::time::parse_rfc3339(text).ok_or_else(|| {
+                Error::Config(format!("--start {text:?}: use earliest, latest or an RFC 3339 time like 2026-11-21T10:00:00Z"))
+            })?),
+        };
+        let (until_end, until_offset) = match until.as_deref() {
+            None => (false, None),
+            Some("end") => (true, None),
+            Some(text) => match text.parse::<i64>() {
+                Ok(o) if o >= 0 => (false, Some(o)),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "--until {text:?}: use `end` or an offset"
+                    )))
+                }
+            },
+        };
+        let source = match (brokers, input) {
+            (Some(brokers), _) => {
+                let mut settings = Vec::new();
+                for item in kafka_config {
+                    let (k, v) = item.split_once('=').ok_or_else(|| {
+                        Error::Config(format!("--kafka-config {item:?}: expected key=value"))
+                    })?;
+                    settings.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                SourceChoice::Kafka(KafkaConfig {
+                    brokers: brokers.clone(),
+                    topic: topic.clone().unwrap_or_else(|| spec.topic.clone()),
+                    group: group
+                        .clone()
+                        .unwrap_or_else(|| format!("weir-{}", spec.name)),
+                    settings,
+                    until_end,
+                    until_offset,
+                    timeout,
+                })
+            }
+            (None, Some(dir)) => SourceChoice::Files(dir.clone()),
+            (None, None) => {
+                if until.is_some() {
+                    return Err(Error::Config(
+                        "--until applies to Kafka; bound the generator with --count".into(),
+                    ));
+                }
+                SourceChoice::Generator(generator.resolve()?)
+            }
+        };
+        let password = match (cassandra_password, cassandra_password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        Error::Config(format!("--cassandra-password-file {}: {e}", path.display()))
+                    })?
+                    .trim_end()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let credentials = match (cassandra_user, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (None, None) => None,
+            _ => return Err(Error::Config("set both --cassandra-user and a password (WEIR_CASSANDRA_PASSWORD or --cassandra-password-file)".into())),
+        };
+        let cassandra_config = |nodes: &str| CassandraConfig {
+            nodes: nodes
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            keyspace: keyspace.clone(),
+            replication: replication.clone(),
+            credentials: credentials.clone(),
+            concurrency: (*cassandra_concurrency).max(1),
+            max_attempts: 8,
+            timeout,
+            test_server: *cassandra_test_server,
+        };
+        let sink = match (sink, cassandra) {
+            (SinkKind::Null, _) => SinkChoice::Null,
+            (SinkKind::Sqlite, _) | (SinkKind::Auto, None) => SinkChoice::Sqlite(sqlite.clone()),
+            (SinkKind::Cassandra | SinkKind::Auto, Some(nodes)) => {
+                SinkChoice::Cassandra(cassandra_config(nodes))
+            }
+            (SinkKind::Cassandra, None) => {
+                return Err(Error::Config(
+                    "--sink cassandra needs --cassandra host:port".into(),
+                ))
+            }
+        };
+        if let SinkChoice::Cassandra(c) = &sink {
+            let valid =
+                |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.is_empty();
+            if !valid(&c.keyspace) {
+                return Err(Error::Config(format!(
+                    "--keyspace {:?}: use letters, digits and _",
+                    c.keyspace
+                )));
+            }
+        }
+        if *batch == 0 {
+            return Err(Error::Config("--batch must be at least 1".into()));
+        }
+        Ok(RunConfig {
+            workers: *workers,
+            processes: *processes,
+            process: *process,
+            addresses,
+            dataflow: dataflow.clone(),
+            source,
+            sink,
+            start,
+            batch: *batch,
+            max_record_bytes: *max_record_bytes,
+            max_in_flight: *max_in_flight,
+            progress_interval: *progress_interval,
+            shutdown_timeout: *shutdown_timeout,
+            quiet: *quiet,
+        })
+    }
+}
+
+impl RunConfig {
+    /// The timely configuration for this process.
+    pub fn timely_config(&self) -> Result<timely::Config> {
+        use timely::CommunicationConfig;
+        let communication = if self.processes == 1 {
+            CommunicationConfig::Process(self.workers)
+        } else {
+            CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        };
+        Ok(timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The `weir` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use weir::config::{Cli, Command, LogFormat};
+use weir::spec::DataflowSpec;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let run = match cli.command {
+        Some(Command::Check { files }) => return check(&files),
+        Some(Command::Generate { out, generator }) => return generate(&out, &generator),
+        Some(Command::Run(run)) => run,
+        None => cli.run,
+    };
+    init_logging(run.log_format);
+    let config = match run.resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let signals = Arc::new(AtomicUsize::new(0));
+    {
+        let (shutdown, signals) = (Arc::clone(&shutdown), Arc::clone(&signals));
+        let installed = ctrlc::set_handler(move || {
+            if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+                eprintln!("weir: stopping at the next safe point (signal again to exit at once; that is safe too)");
+                shutdown.store(true, Ordering::SeqCst);
+            } else {
+                std::process::exit(130);
+            }
+        });
+        if let Err(e) = installed {
+            eprintln!("weir: cannot install the signal handler: {e}");
+        }
+    }
+    match weir::runtime::run(config, shutdown) {
+        Ok(summary) => {
+            eprintln!("weir: input ended; {}", summary.stats.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &weir::Error) -> ExitCode {
+    eprintln!("weir: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match DataflowSpec::load(file) {
+            Ok(spec) => println!(
+                "{}: ok (dataflow {}, topic {}, {} fields, {} windows, {} dimensions, {} aggregates)",
+                file.display(),
+                spec.name,
+                spec.topic,
+                spec.fields.len(),
+                spec.windows.len(),
+                spec.dimensions.len(),
+                spec.aggregates.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn generate(out: &std::path::Path, args: &weir::config::GeneratorArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(c) if c.count.is_some() => c,
+        Ok(_) => return fail(&weir::Error::Config("generate needs --count".into())),
+        Err(e) => return fail(&e),
+    };
+    match config.write_files(out) {
+        Ok(()) => {
+            println!(
+                "wrote {} users in {} partitions to {}",
+                config.count.unwrap_or(0),
+                config.partitions,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&weir::Error::Input(format!("{}: {e}", out.display()))),
+    }
+}

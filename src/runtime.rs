@@ -1,0 +1,405 @@
+//! The runtime: connects the store, reads progress, starts the timely cluster, builds the
+//! dataflow on every worker and drives it, writing progress records as the durable frontier
+//! advances.
+//!
+//! ```text
+//!  source ──records──► windows ──results──┐
+//!    │   └──records───────────────────────┼──► sink ──► durable (probe) ──► progress writer
+//!    └─────rejects────────────────────────┘                                  (worker loop)
+//! ```
+//!
+//! Stopping. Bounded input ends when every source has dropped its capabilities: the final
+//! frontier closes every window, the sink writes them, the durable frontier becomes empty, each
+//! worker writes its final progress and returns. On a shutdown request the sources stop
+//! reading but keep their capabilities (open windows must not look complete); each worker
+//! waits until everything below the source frontier is durable, writes its final progress,
+//! and the process exits 0 without tearing the dataflow down.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+
+use crate::config::{RunConfig, SinkChoice, SourceChoice};
+use crate::error::{Error, Result};
+use crate::metrics::Stats;
+use crate::progress::{PartitionLedger, PartitionProgress};
+use crate::schema::Schema;
+use crate::sink::cassandra::CassandraStore;
+use crate::sink::sqlite::SqliteStore;
+use crate::sink::{NullStore, Store, TableSet};
+use crate::source::generator::GeneratorReader;
+use crate::source::{file::FileReader, kafka::KafkaReader, Reader, SourceParts};
+use crate::spec::DataflowSpec;
+
+/// What a finished run did.
+#[derive(Debug)]
+pub struct Summary {
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// Logs an infrastructure error and ends the process without releasing anything: no
+/// capability is dropped, so nothing downstream mistakes the failure for completion, and
+/// no progress covers unacknowledged writes. A restart resumes from the stored progress.
+pub fn fatal(error: &Error) -> ! {
+    tracing::error!("{error}");
+    eprintln!("weir: {error}");
+    std::process::exit(error.exit_code().max(1))
+}
+
+fn connect_store(config: &RunConfig, stats: &Arc<Stats>) -> Result<Arc<dyn Store>> {
+    Ok(match &config.sink {
+        SinkChoice::Null => Arc::new(NullStore),
+        SinkChoice::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        SinkChoice::Cassandra(c) => {
+            Arc::new(CassandraStore::connect(c.clone(), Arc::clone(stats))?)
+        }
+    })
+}
+
+/// A stable name for the source, stored with its progress.
+fn source_id(config: &RunConfig) -> String {
+    match &config.source {
+        SourceChoice::Kafka(k) => format!("kafka:{}", k.topic),
+        SourceChoice::Generator(g) => format!(
+            "generator:seed={},partitions={},rate={}",
+            g.seed, g.partitions, g.rate
+        ),
+        SourceChoice::Files(dir) => {
+            format!(
+                "file:{}",
+                std::fs::canonicalize(dir)
+                    .unwrap_or_else(|_| dir.clone())
+                    .display()
+            )
+        }
+    }
+}
+
+/// Runs a dataflow until its input ends or `shutdown` is set.
+pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
+    let spec = DataflowSpec::load(&config.dataflow)?;
+    let stats = Arc::new(Stats::default());
+    let store = connect_store(&config, &stats)?;
+    let tables = Arc::new(TableSet::new(&spec));
+    store.prepare(&tables)?;
+    let source = source_id(&config);
+    let restored: HashMap<i32, PartitionProgress> = store
+        .read_progress(&spec.name, &source)?
+        .into_iter()
+        .map(|p| (p.partition, p))
+        .collect();
+    let suppress_below = restored
+        .values()
+        .map(|p| p.durable_frontier)
+        .max()
+        .unwrap_or(0);
+
+    // The generator's time origin is part of its data: keep the stored one.
+    let mut config = config;
+    if let SourceChoice::Generator(g) = &mut config.source {
+        if let Some(stored) = restored.values().map(|p| p.epoch).max().filter(|e| *e > 0) {
+            g.epoch_ms = stored as u64;
+        }
+    }
+    let epoch = match &config.source {
+        SourceChoice::Generator(g) => g.epoch_ms as i64,
+        _ => 0,
+    };
+    if let SourceChoice::Kafka(k) = &config.source {
+        // Fail fast, with one line, when the broker or topic is not there.
+        KafkaReader::connect(k.clone())?;
+    }
+    if let SourceChoice::Files(dir) = &config.source {
+        crate::source::file::partition_files(dir)?;
+    }
+
+    let workers = config.workers * config.processes;
+    let source_text = match &config.source {
+        SourceChoice::Kafka(k) => format!("kafka {} topic {}", k.brokers, k.topic),
+        SourceChoice::Generator(g) => format!(
+            "built-in generator (seed {}, {} partitions, {}, {})",
+            g.seed,
+            g.partitions,
+            if g.rate > 0.0 {
+                format!("{} users/s", g.rate)
+            } else {
+                "unthrottled".into()
+            },
+            g.count
+                .map_or("unbounded".to_string(), |n| format!("{n} users"))
+        ),
+        SourceChoice::Files(dir) => format!("files {}", dir.display()),
+    };
+    let resumed = if restored.is_empty() {
+        "no stored progress".to_string()
+    } else {
+        format!("resuming {} partitions", restored.len())
+    };
+    tracing::info!(
+        dataflow = %spec.name,
+        file = %spec.path.display(),
+        source = %source_text,
+        sink = %store.describe(),
+        workers,
+        processes = config.processes,
+        "start ({resumed})"
+    );
+    if !config.quiet {
+        eprintln!(
+            "weir: dataflow {} ({})\n  source: {source_text}\n  sink:   {}\n  workers: {} x {} process(es); {resumed}",
+            spec.name,
+            spec.path.display(),
+            store.describe(),
+            config.workers,
+            config.processes
+        );
+    }
+
+    let timely_config = config.timely_config()?;
+    let local_workers = config.workers;
+    let parked = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        spec,
+        store,
+        tables,
+        stats: Arc::clone(&stats),
+        restored,
+        suppress_below,
+        source_id: source,
+        epoch,
+        shutdown,
+        parked,
+        local_workers,
+        config,
+    });
+    let guards = timely::execute(timely_config, move |worker| {
+        let shared = Arc::clone(&shared);
+        run_worker(worker, &shared)
+    })
+    .map_err(Error::Cluster)?;
+    for result in guards.join() {
+        result.map_err(|e| Error::Cluster(format!("a worker failed: {e}")))??;
+    }
+    Ok(Summary { stats })
+}
+
+/// What every worker shares.
+struct Shared {
+    spec: DataflowSpec,
+    store: Arc<dyn Store>,
+    tables: Arc<TableSet>,
+    stats: Arc<Stats>,
+    restored: HashMap<i32, PartitionProgress>,
+    suppress_below: u64,
+    source_id: String,
+    epoch: i64,
+    shutdown: Arc<AtomicBool>,
+    /// Workers of this process that reached a safe point after a shutdown request.
+    parked: Arc<AtomicUsize>,
+    local_workers: usize,
+    config: RunConfig,
+}
+
+fn make_reader(config: &RunConfig) -> Result<Box<dyn Reader>> {
+    Ok(match &config.source {
+        SourceChoice::Kafka(k) => Box::new(KafkaReader::connect(k.clone())?),
+        SourceChoice::Generator(g) => Box::new(GeneratorReader::new(g.clone())),
+        SourceChoice::Files(dir) => Box::new(FileReader::new(dir)?),
+    })
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()> {
+    let ledgers: Rc<RefCell<BTreeMap<i32, PartitionLedger>>> = Rc::default();
+    let reader = Rc::new(RefCell::new(make_reader(&shared.config)?));
+    let start = shared.config.start;
+    let durable_probe = ProbeHandle::new();
+    let source_probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let parts = SourceParts {
+            spec: shared.spec.clone(),
+            schema: Schema::new(&shared.spec, shared.config.max_record_bytes),
+            reader: Rc::clone(&reader),
+            restored: shared.restored.clone(),
+            start,
+            batch: shared.config.batch,
+            stop: Arc::clone(&shared.shutdown),
+            ledgers: Rc::clone(&ledgers),
+            stats: Arc::clone(&shared.stats),
+            discovery_interval: matches!(shared.config.source, SourceChoice::Kafka(_))
+                .then_some(Duration::from_secs(10)),
+            max_in_flight: shared.config.max_in_flight,
+        };
+        let (records, rejects) = crate::source::render(scope, parts);
+        let records = records.probe_with(&source_probe);
+        let windows = crate::operators::window::render(
+            records.clone(),
+            &shared.spec,
+            shared.suppress_below,
+            !shared.config.quiet,
+        );
+        crate::sink::render(
+            records,
+            rejects,
+            windows,
+            Arc::clone(&shared.store),
+            Arc::clone(&shared.tables),
+            Arc::clone(&shared.stats),
+        )
+        .probe_with(&durable_probe);
+    });
+
+    let mut progress = ProgressWriter::new(shared);
+    let mut shutdown_since: Option<Instant> = None;
+    loop {
+        worker.step_or_park(Some(Duration::from_millis(20)));
+        let durable = durable_probe.with_frontier(|f| f.first().copied());
+        progress.poll(&reader);
+        if durable.is_none() {
+            // Bounded input: everything is written.
+            progress.write_final(&ledgers, None, &reader);
+            return Ok(());
+        }
+        progress.maybe_write(&ledgers, durable, false);
+        if shared.shutdown.load(Ordering::Relaxed) {
+            let since = *shutdown_since.get_or_insert_with(Instant::now);
+            let source = source_probe.with_frontier(|f| f.first().copied());
+            let drained =
+                source == durable && shared.stats.in_flight_rows.load(Ordering::Relaxed) == 0;
+            if drained || since.elapsed() > shared.config.shutdown_timeout {
+                progress.write_final(&ledgers, durable, &reader);
+                let parked = shared.parked.fetch_add(1, Ordering::AcqRel) + 1;
+                tracing::info!(worker = worker.index(), "stopped at a safe point");
+                // Keep stepping (peers may need this worker to close their windows) until every
+                // worker of this process is parked; then exit without dropping the dataflow:
+                // dropping it would release capabilities and make open windows look complete.
+                while shared.parked.load(Ordering::Acquire) < shared.local_workers {
+                    worker.step_or_park(Some(Duration::from_millis(5)));
+                }
+                if parked == shared.local_workers {
+                    eprintln!("weir: stopped cleanly; {}", shared.stats.summary());
+                    std::process::exit(0);
+                }
+                loop {
+                    worker.step_or_park(Some(Duration::from_millis(50)));
+                }
+            }
+        }
+    }
+}
+
+/// Writes this worker's progress records, one write in flight at a time.
+struct ProgressWriter<'a> {
+    shared: &'a Shared,
+    written: HashMap<i32, (i64, u64)>,
+    in_flight: Arc<Mutex<Option<Vec<(i32, i64)>>>>,
+    busy: bool,
+    last: Instant,
+}
+
+impl<'a> ProgressWriter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        ProgressWriter {
+            shared,
+            written: HashMap::new(),
+            in_flight: Arc::default(),
+            busy: false,
+            last: Instant::now(),
+        }
+    }
+
+    /// Notices an acknowledged progress write and commits its offsets to Kafka.
+    fn poll(&mut self, reader: &Rc<RefCell<Box<dyn Reader>>>) {
+        if let Some(offsets) = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.busy = false;
+            reader.borrow().commit(&offsets);
+        }
+    }
+
+    /// Writes the records that changed, at most every `progress_interval`.
+    fn maybe_write(
+        &mut self,
+        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
+        durable: Option<u64>,
+        force: bool,
+    ) -> bool {
+        if self.busy || (!force && self.last.elapsed() < self.shared.config.progress_interval) {
+            return false;
+        }
+        self.last = Instant::now();
+        let mut changed = Vec::new();
+        for (partition, ledger) in ledgers.borrow_mut().iter_mut() {
+            let (resume_offset, watermark) = ledger.resume_point(durable);
+            if self.written.get(partition) != Some(&(resume_offset, watermark))
+                || (force && durable.is_none())
+            {
+                changed.push(PartitionProgress {
+                    partition: *partition,
+                    resume_offset,
+                    watermark,
+                    durable_frontier: durable.unwrap_or(u64::MAX),
+                    epoch: self.shared.epoch,
+                });
+            }
+        }
+        if changed.is_empty() {
+            return false;
+        }
+        crate::failpoint::hit("progress.before_write");
+        let rows = changed
+            .iter()
+            .map(|p| self.shared.tables.progress_cells(&self.shared.source_id, p))
+            .collect();
+        for p in &changed {
+            self.written
+                .insert(p.partition, (p.resume_offset, p.watermark));
+        }
+        let offsets: Vec<(i32, i64)> = changed
+            .iter()
+            .map(|p| (p.partition, p.resume_offset))
+            .collect();
+        let (slot, stats) = (Arc::clone(&self.in_flight), Arc::clone(&self.shared.stats));
+        let count = changed.len() as u64;
+        self.busy = true;
+        self.shared.store.write(
+            TableSet::PROGRESS,
+            rows,
+            Box::new(move || {
+                crate::failpoint::hit("progress.after_write");
+                stats.progress_written.fetch_add(count, Ordering::Relaxed);
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(offsets);
+            }),
+        );
+        true
+    }
+
+    /// Writes the final records and waits until they are durable.
+    fn write_final(
+        &mut self,
+        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
+        durable: Option<u64>,
+        reader: &Rc<RefCell<Box<dyn Reader>>>,
+    ) {
+        while self.busy {
+            self.poll(reader);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.maybe_write(ledgers, durable, true) {
+            while self.busy {
+                self.poll(reader);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}

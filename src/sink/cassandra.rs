@@ -1,0 +1,302 @@
+//! The Cassandra (or ScyllaDB) store, through the `scylla` driver.
+//!
+//! Writes are prepared `INSERT`s (upserts), spread over `concurrency` lanes by a hash of the
+//! row's primary key. Each lane executes one statement at a time, so two writes of the same
+//! key are applied in the order they were submitted (the later version of a record wins, as
+//! in the source partition), while different keys proceed concurrently: concurrency is bounded
+//! by the number of lanes. A failed statement is retried with exponential backoff; one that
+//! still fails after `max_attempts` kills the process (its write was never acknowledged, so
+//! no progress covers it and a restart replays it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlTimestamp, CqlValue};
+use tokio::sync::mpsc;
+
+use super::{Ack, Cell, Store, TableSet};
+use crate::error::{Error, Result};
+use crate::metrics::Stats;
+use crate::progress::PartitionProgress;
+
+/// How to reach Cassandra.
+#[derive(Clone, Debug)]
+pub struct CassandraConfig {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    /// Keyspace of every table.
+    pub keyspace: String,
+    /// Replication clause for `CREATE KEYSPACE`, e.g. `{'class': 'SimpleStrategy', 'replication_factor': 1}`.
+    pub replication: String,
+    /// Username and password.
+    pub credentials: Option<(String, String)>,
+    /// Statements in flight per process.
+    pub concurrency: usize,
+    /// Attempts per statement before giving up.
+    pub max_attempts: u32,
+    /// Connect and request timeout.
+    pub timeout: Duration,
+    /// Test servers without `system.peers` (kassandra): skip schema agreement and metadata.
+    pub test_server: bool,
+}
+
+struct Row {
+    table: usize,
+    values: Vec<Option<CqlValue>>,
+    job: Arc<Job>,
+}
+
+struct Job {
+    remaining: AtomicUsize,
+    ack: Mutex<Option<Ack>>,
+}
+
+/// A Cassandra session with prepared statements and write lanes.
+pub struct CassandraStore {
+    config: CassandraConfig,
+    runtime: tokio::runtime::Runtime,
+    session: Arc<Session>,
+    /// Set by `prepare`: the write lanes and the tables they write.
+    lanes: OnceLock<(Vec<mpsc::UnboundedSender<Row>>, TableSet)>,
+    stats: Arc<Stats>,
+}
+
+fn cassandra_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Sink(format!("cassandra: {what}: {e}"))
+}
+
+impl CassandraStore {
+    /// Connects (bounded by the timeout).
+    pub fn connect(config: CassandraConfig, stats: Arc<Stats>) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cassandra")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Sink(format!("cannot start the Cassandra client runtime: {e}")))?;
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .connection_timeout(config.timeout);
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.user(user, password);
+        }
+        if config.test_server {
+            // kassandra has no system.peers: schema agreement and metadata fetches fail there.
+            builder = builder
+                .auto_await_schema_agreement(false)
+                .fetch_schema_metadata(false);
+        }
+        let nodes = config.nodes.join(",");
+        let session = runtime
+            .block_on(async { tokio::time::timeout(config.timeout * 2, builder.build()).await })
+            .map_err(|_| Error::Sink(format!("cassandra: no answer from {nodes} within {:?}; check --cassandra", config.timeout * 2)))?
+            .map_err(|e| Error::Sink(format!("cassandra: cannot connect to {nodes} ({e}); check --cassandra and the credentials")))?;
+        Ok(CassandraStore {
+            config,
+            runtime,
+            session: Arc::new(session),
+            lanes: OnceLock::new(),
+            stats,
+        })
+    }
+
+    /// A stable hash of a row's primary key: rows of one key always share a lane.
+    fn lane_of(row: &[Cell], table: &super::Table) -> u64 {
+        use crate::source::assign::{fnv1a, mix64};
+        table.primary_key().fold(0, |h, i| {
+            mix64(
+                h ^ match &row[i] {
+                    Cell::Text(s) => fnv1a(s.as_bytes()),
+                    Cell::Uuid(u) => mix64(*u as u64 ^ (*u >> 64) as u64),
+                    Cell::Int(v) => mix64(*v as u64),
+                    Cell::Bigint(v) | Cell::Timestamp(v) => mix64(*v as u64),
+                    Cell::Boolean(b) => *b as u64,
+                    Cell::Double(f) => mix64(f.to_bits()),
+                    Cell::Blob(b) => fnv1a(b),
+                    Cell::Null => 0,
+                },
+            )
+        })
+    }
+}
+
+impl Store for CassandraStore {
+    fn prepare(&self, tables: &TableSet) -> Result<()> {
+        let ks = &self.config.keyspace;
+        let session = Arc::clone(&self.session);
+        let prepared: Vec<PreparedStatement> = self.runtime.block_on(async {
+            session
+                .query_unpaged(
+                    format!(
+                        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
+                        self.config.replication
+                    ),
+                    (),
+                )
+                .await
+                .map_err(|e| cassandra_error(&format!("cannot create keyspace {ks}"), e))?;
+            let mut prepared = Vec::new();
+            for table in &tables.tables {
+                session
+                    .query_unpaged(table.cql_create(ks), ())
+                    .await
+                    .map_err(|e| {
+                        cassandra_error(&format!("cannot create table {ks}.{}", table.name), e)
+                    })?;
+                let marks = vec!["?"; table.columns.len()].join(", ");
+                let insert = format!(
+                    "INSERT INTO {ks}.{} ({}) VALUES ({marks})",
+                    table.name,
+                    table.column_list()
+                );
+                prepared.push(session.prepare(insert).await.map_err(|e| {
+                    cassandra_error(&format!("cannot prepare an insert into {}", table.name), e)
+                })?);
+            }
+            Ok::<_, Error>(prepared)
+        })?;
+        let prepared = Arc::new(prepared);
+        let mut lanes = Vec::new();
+        for _ in 0..self.config.concurrency.max(1) {
+            let (sender, mut receiver) = mpsc::unbounded_channel::<Row>();
+            let (session, prepared, stats) = (
+                Arc::clone(&self.session),
+                Arc::clone(&prepared),
+                Arc::clone(&self.stats),
+            );
+            let max_attempts = self.config.max_attempts;
+            self.runtime.spawn(async move {
+                while let Some(row) = receiver.recv().await {
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        match session
+                            .execute_unpaged(&prepared[row.table], &row.values)
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(e) if attempt < max_attempts => {
+                                stats.retries.fetch_add(1, Ordering::Relaxed);
+                                let backoff = Duration::from_millis(50 << attempt.min(7))
+                                    .min(Duration::from_secs(5));
+                                tracing::warn!(
+                                    attempt,
+                                    ?backoff,
+                                    "cassandra write failed, retrying: {e}"
+                                );
+                                tokio::time::sleep(backoff).await;
+                            }
+                            Err(e) => crate::runtime::fatal(&cassandra_error(
+                                &format!("write failed after {attempt} attempts"),
+                                e,
+                            )),
+                        }
+                    }
+                    crate::failpoint::hit("sink.mid_batch");
+                    if row.job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        crate::failpoint::hit("sink.after_data_write");
+                        if let Some(ack) =
+                            row.job.ack.lock().unwrap_or_else(|e| e.into_inner()).take()
+                        {
+                            ack();
+                        }
+                    }
+                }
+            });
+            lanes.push(sender);
+        }
+        self.lanes
+            .set((lanes, tables.clone()))
+            .map_err(|_| Error::Sink("cassandra store prepared twice".into()))?;
+        Ok(())
+    }
+
+    fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
+        let Some((lanes, tables)) = self.lanes.get() else {
+            crate::runtime::fatal(&Error::Sink("cassandra store used before prepare".into()));
+        };
+        let job = Arc::new(Job {
+            remaining: AtomicUsize::new(rows.len()),
+            ack: Mutex::new(Some(ack)),
+        });
+        for row in rows {
+            let lane = (Self::lane_of(&row, &tables.tables[table]) % lanes.len() as u64) as usize;
+            let values: Vec<Option<CqlValue>> = row.into_iter().map(cql_value).collect();
+            if lanes[lane]
+                .send(Row {
+                    table,
+                    values,
+                    job: Arc::clone(&job),
+                })
+                .is_err()
+            {
+                crate::runtime::fatal(&Error::Sink("cassandra write lane stopped".into()));
+            }
+        }
+    }
+
+    fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>> {
+        let query = format!(
+            "SELECT dataflow, source, kafka_partition, resume_offset, watermark, durable_frontier, epoch FROM {}.{} WHERE dataflow = ? AND source = ?",
+            self.config.keyspace,
+            super::tables::PROGRESS_TABLE
+        );
+        let session = Arc::clone(&self.session);
+        let rows: Vec<(String, String, i32, i64, i64, i64, i64)> = self
+            .runtime
+            .block_on(async {
+                session
+                    .query_iter(query, (dataflow, source))
+                    .await?
+                    .rows_stream()?
+                    .try_collect()
+                    .await
+                    .map_err(Into::into)
+            })
+            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
+                cassandra_error("cannot read progress", e)
+            })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, _, p, o, w, d, e)| {
+                let cells = [
+                    Cell::Null,
+                    Cell::Null,
+                    Cell::Int(p),
+                    Cell::Bigint(o),
+                    Cell::Bigint(w),
+                    Cell::Bigint(d),
+                    Cell::Bigint(e),
+                ];
+                TableSet::progress_from_cells(&cells)
+            })
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "cassandra {} keyspace {}",
+            self.config.nodes.join(","),
+            self.config.keyspace
+        )
+    }
+}
+
+fn cql_value(cell: Cell) -> Option<CqlValue> {
+    Some(match cell {
+        Cell::Null => return None,
+        Cell::Text(s) => CqlValue::Text(s),
+        Cell::Int(i) => CqlValue::Int(i),
+        Cell::Bigint(i) => CqlValue::BigInt(i),
+        Cell::Double(f) => CqlValue::Double(f),
+        Cell::Boolean(b) => CqlValue::Boolean(b),
+        Cell::Uuid(u) => CqlValue::Uuid(uuid::Uuid::from_u128(u)),
+        Cell::Timestamp(t) => CqlValue::Timestamp(CqlTimestamp(t)),
+        Cell::Blob(b) => CqlValue::Blob(b),
+    })
+}

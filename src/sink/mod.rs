@@ -1,0 +1,157 @@
+//! Sinks: the timely operator that writes rows and window results, and the stores behind it
+//! (Cassandra, embedded SQLite, and a null store for benchmarks).
+//!
+//! Contract of [`render`]:
+//! - rows (records, dead letters, late records) are idempotent upserts, submitted as soon as
+//!   they arrive; window results arrive from the window operator only once final;
+//! - for every submitted write the operator holds a capability at the write's timestamp until
+//!   the store acknowledges it, so the frontier of the returned "durable" stream is the time
+//!   below which everything is durable. Progress ([`crate::progress`]) follows that frontier;
+//! - a store retries what can be retried; a write that cannot succeed kills the process
+//!   without releasing the capability ("wedge, never lie"): progress then never covers it, and
+//!   a restart replays it.
+//!
+//! Stores see only tables and cells ([`Table`], [`Cell`]); the layouts are in [`tables`].
+
+pub mod cassandra;
+pub mod sqlite;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::error::Result;
+use crate::metrics::Stats;
+use crate::operators::window::WindowResult;
+use crate::progress::PartitionProgress;
+use crate::schema::Record;
+use crate::source::Reject;
+pub use tables::{Cell, ColumnType, Table, TableSet};
+
+/// Called once a write is durable.
+pub type Ack = Box<dyn FnOnce() + Send>;
+
+/// A place where tables live.
+pub trait Store: Send + Sync {
+    /// Creates the keyspace (or file) and tables if missing, and prepares statements.
+    fn prepare(&self, tables: &TableSet) -> Result<()>;
+    /// Upserts `rows` into table `table` (an index into the [`TableSet`]); calls `ack` when all
+    /// are durable. Must not block for long: the caller is a timely worker.
+    fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack);
+    /// Reads the progress records of one dataflow and source.
+    fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>>;
+    /// One line for the banner, e.g. `sqlite weir.db`.
+    fn describe(&self) -> String;
+}
+
+/// Discards everything, at once (benchmarks); remembers no progress.
+pub struct NullStore;
+
+impl Store for NullStore {
+    fn prepare(&self, _tables: &TableSet) -> Result<()> {
+        Ok(())
+    }
+    fn write(&self, _table: usize, _rows: Vec<Vec<Cell>>, ack: Ack) {
+        ack()
+    }
+    fn read_progress(&self, _dataflow: &str, _source: &str) -> Result<Vec<PartitionProgress>> {
+        Ok(Vec::new())
+    }
+    fn describe(&self) -> String {
+        "null (rows and results are discarded)".into()
+    }
+}
+
+/// Renders the sink; returns the "durable" stream, which carries no data: its frontier is
+/// the durable frontier.
+pub fn render<'s>(
+    records: Stream<'s, u64, Vec<Record>>,
+    rejects: Stream<'s, u64, Vec<Reject>>,
+    windows: Stream<'s, u64, Vec<WindowResult>>,
+    store: Arc<dyn Store>,
+    tables: Arc<TableSet>,
+    stats: Arc<Stats>,
+) -> Stream<'s, u64, Vec<()>> {
+    let scope = records.scope();
+    let mut builder = OperatorBuilder::new("Sink".to_string(), scope);
+    let info = builder.operator_info();
+    let activator = Arc::new(scope.worker().sync_activator_for(info.address.to_vec()));
+    let mut records_in = builder.new_input(records, Pipeline);
+    let mut rejects_in = builder.new_input(rejects, Pipeline);
+    let mut windows_in = builder.new_input(windows, Pipeline);
+    let (_output, durable) = builder.new_output::<Vec<()>>();
+
+    builder.build(move |initial| {
+        drop(initial);
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let mut in_flight: HashMap<u64, Capability<u64>> = HashMap::new();
+        let mut next_id = 0u64;
+        move |_frontiers| {
+            for id in std::mem::take(&mut *acked.lock().unwrap_or_else(|e| e.into_inner())) {
+                in_flight.remove(&id);
+            }
+            let mut submit = |table: usize,
+                              rows: Vec<Vec<Cell>>,
+                              capability: Option<Capability<u64>>,
+                              windows: u64| {
+                let Some(capability) = capability.filter(|_| !rows.is_empty()) else {
+                    return;
+                };
+                let id = next_id;
+                next_id += 1;
+                in_flight.insert(id, capability);
+                let count = rows.len() as u64;
+                stats.in_flight_rows.fetch_add(count, Relaxed);
+                let (acked, activator, stats) = (
+                    Arc::clone(&acked),
+                    Arc::clone(&activator),
+                    Arc::clone(&stats),
+                );
+                store.write(
+                    table,
+                    rows,
+                    Box::new(move || {
+                        stats.in_flight_rows.fetch_sub(count, Relaxed);
+                        stats.rows_written.fetch_add(count, Relaxed);
+                        stats.windows_written.fetch_add(windows, Relaxed);
+                        acked.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                        let _ = activator.activate();
+                    }),
+                );
+            };
+            records_in.for_each(|cap, data| {
+                let rows = data.iter().map(|r| tables.row_cells(r)).collect();
+                submit(TableSet::ROWS, rows, cap.retain_least(0), 0);
+            });
+            rejects_in.for_each(|cap, data| {
+                let (mut dead, mut late) = (Vec::new(), Vec::new());
+                for reject in data.iter() {
+                    match tables.reject_cells(reject) {
+                        (true, cells) => dead.push(cells),
+                        (false, cells) => late.push(cells),
+                    }
+                }
+                submit(TableSet::DEAD_LETTERS, dead, cap.retain_least(0), 0);
+                submit(TableSet::LATE, late, cap.retain_least(0), 0);
+            });
+            windows_in.for_each(|cap, data| {
+                let by_value = data.iter().map(|w| tables.by_value_cells(w)).collect();
+                let by_window = data.iter().map(|w| tables.by_window_cells(w)).collect();
+                submit(
+                    TableSet::BY_VALUE,
+                    by_value,
+                    cap.retain_least(0),
+                    data.len() as u64,
+                );
+                submit(TableSet::BY_WINDOW, by_window, cap.retain_least(0), 0);
+            });
+        }
+    });
+    durable
+}

@@ -1,0 +1,212 @@
+//! The embedded SQLite store: the same tables and the same progress protocol as Cassandra, in
+//! one file, so the main job runs on a machine with nothing installed.
+//!
+//! One writer thread per process owns the connection; workers hand it writes through a
+//! channel and it applies whatever has queued up in one transaction, then acknowledges. The
+//! database is in WAL mode, so readers (people, tests, other processes) never block it.
+//! Uuids are stored as canonical text and timestamps as epoch milliseconds.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, OpenFlags, ToSql};
+
+use super::{Ack, Cell, Store, TableSet};
+use crate::error::{Error, Result};
+use crate::progress::PartitionProgress;
+
+struct Job {
+    table: usize,
+    rows: Vec<Vec<Cell>>,
+    ack: Ack,
+}
+
+/// A SQLite database file.
+pub struct SqliteStore {
+    path: PathBuf,
+    connection: Mutex<Option<Connection>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+fn sqlite_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Sink(format!(
+        "sqlite {}: {e}; check --sqlite (a writable file path)",
+        path.display()
+    ))
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let connection = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
+    // Several processes of one cluster may share the file: wait for each other's locks.
+    connection
+        .busy_timeout(Duration::from_secs(30))
+        .map_err(|e| sqlite_error(path, e))?;
+    // WAL: readers do not block the writer; NORMAL sync is durable across process crashes
+    // (the crash model of the tests and of `restart: on-failure`), not across power loss.
+    connection
+        .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        .map_err(|e| sqlite_error(path, e))?;
+    Ok(connection)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = open(path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            connection: Mutex::new(Some(connection)),
+            jobs: Mutex::new(None),
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn prepare(&self, tables: &TableSet) -> Result<()> {
+        let Some(connection) = self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Err(Error::Sink("sqlite store prepared twice".into()));
+        };
+        for table in &tables.tables {
+            connection
+                .execute_batch(&table.sql_create())
+                .map_err(|e| sqlite_error(&self.path, e))?;
+        }
+        let inserts: Vec<String> = tables
+            .tables
+            .iter()
+            .map(|t| {
+                let marks = vec!["?"; t.columns.len()].join(", ");
+                format!(
+                    "INSERT OR REPLACE INTO {} ({}) VALUES ({marks})",
+                    t.name,
+                    t.column_list()
+                )
+            })
+            .collect();
+        for insert in &inserts {
+            connection
+                .prepare_cached(insert)
+                .map_err(|e| sqlite_error(&self.path, e))?;
+        }
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                if let Err(e) = write_loop(connection, &inserts, receiver) {
+                    crate::runtime::fatal(&sqlite_error(&path, e));
+                }
+            })
+            .map_err(|e| Error::Sink(format!("cannot start the sqlite writer thread: {e}")))?;
+        *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+        Ok(())
+    }
+
+    fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = jobs.as_ref().map(|s| s.send(Job { table, rows, ack }));
+        if !matches!(sent, Some(Ok(()))) {
+            crate::runtime::fatal(&Error::Sink("the sqlite writer thread has stopped".into()));
+        }
+    }
+
+    fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>> {
+        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let exists: bool = connection
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
+                [super::tables::PROGRESS_TABLE],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT dataflow, source, kafka_partition, resume_offset, watermark, durable_frontier, epoch FROM {} WHERE dataflow = ?1 AND source = ?2",
+                super::tables::PROGRESS_TABLE
+            ))
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let rows = statement
+            .query_map([dataflow, source], |r| {
+                let int = |i: usize| r.get::<_, i64>(i).map(Cell::Bigint);
+                Ok(vec![
+                    Cell::Null,
+                    Cell::Null,
+                    int(2)?,
+                    int(3)?,
+                    int(4)?,
+                    int(5)?,
+                    int(6)?,
+                ])
+            })
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let mut progress = Vec::new();
+        for row in rows {
+            let cells = row.map_err(|e| sqlite_error(&self.path, e))?;
+            progress.extend(TableSet::progress_from_cells(&cells));
+        }
+        Ok(progress)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}
+
+fn write_loop(
+    mut connection: Connection,
+    inserts: &[String],
+    jobs: mpsc::Receiver<Job>,
+) -> rusqlite::Result<()> {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let transaction = connection.transaction()?;
+        for (i, job) in batch.iter().enumerate() {
+            let mut statement = transaction.prepare_cached(&inserts[job.table])?;
+            for row in &job.rows {
+                statement.execute(params_from_iter(row.iter()))?;
+            }
+            if i == batch.len() / 2 {
+                crate::failpoint::hit("sink.mid_batch");
+            }
+        }
+        transaction.commit()?;
+        crate::failpoint::hit("sink.after_data_write");
+        for job in batch {
+            (job.ack)();
+        }
+    }
+    Ok(())
+}
+
+impl ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Cell::Int(i) => ToSqlOutput::Owned((*i as i64).into()),
+            Cell::Bigint(i) | Cell::Timestamp(i) => ToSqlOutput::Owned((*i).into()),
+            Cell::Double(f) => ToSqlOutput::Owned((*f).into()),
+            Cell::Boolean(b) => ToSqlOutput::Owned((*b as i64).into()),
+            Cell::Uuid(u) => ToSqlOutput::Owned(uuid::Uuid::from_u128(*u).to_string().into()),
+            Cell::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}

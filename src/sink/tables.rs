@@ -1,0 +1,484 @@
+//! Table layouts, shared by every store: the same tables in Cassandra and SQLite.
+//!
+//! | table | primary key | for |
+//! |---|---|---|
+//! | rows (`created_users`) | `(id)` | the latest record per key |
+//! | by_value | `((dataflow, window_name, dimension, value, day), window_start)` | query (a): one value over a time range |
+//! | by_window | `((dataflow, window_name, dimension, window_start), value)` | query (b): every value of one window |
+//! | dead_letters | `((topic, kafka_partition), kafka_offset)` | bad records, with reason |
+//! | late | `((topic, kafka_partition), kafka_offset)` | late records |
+//! | `weir_progress` | `((dataflow, source), kafka_partition)` | resume offsets and watermarks |
+//!
+//! `day` (UTC, `YYYY-MM-DD` of `window_start`) bounds each by_value partition to one day of
+//! windows (1,440 one-minute windows). All rows are upserts keyed by content, so writing one
+//! twice is the same as writing it once.
+
+use crate::operators::window::{AggregateValue, WindowResult};
+use crate::progress::PartitionProgress;
+use crate::schema::{Record, Value};
+use crate::source::{Reject, RejectKind};
+use crate::spec::{DataflowSpec, FieldType};
+
+/// A column's type (CQL names; SQLite maps them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    /// text
+    Text,
+    /// int (32 bits)
+    Int,
+    /// bigint
+    Bigint,
+    /// double
+    Double,
+    /// boolean
+    Boolean,
+    /// uuid
+    Uuid,
+    /// timestamp (epoch ms)
+    Timestamp,
+    /// blob
+    Blob,
+}
+
+impl ColumnType {
+    /// CQL type name.
+    pub fn cql(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Int => "int",
+            ColumnType::Bigint => "bigint",
+            ColumnType::Double => "double",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Uuid => "uuid",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::Blob => "blob",
+        }
+    }
+
+    /// SQLite type name (uuids as canonical text, timestamps as epoch ms).
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColumnType::Text | ColumnType::Uuid => "TEXT",
+            ColumnType::Int | ColumnType::Bigint | ColumnType::Boolean | ColumnType::Timestamp => {
+                "INTEGER"
+            }
+            ColumnType::Double => "REAL",
+            ColumnType::Blob => "BLOB",
+        }
+    }
+
+    fn of(field: FieldType) -> Self {
+        match field {
+            FieldType::Text => ColumnType::Text,
+            FieldType::Uuid => ColumnType::Uuid,
+            FieldType::Bigint => ColumnType::Bigint,
+            FieldType::Double => ColumnType::Double,
+            FieldType::Boolean => ColumnType::Boolean,
+            FieldType::Timestamp => ColumnType::Timestamp,
+        }
+    }
+}
+
+/// One value to store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// null
+    Null,
+    /// text
+    Text(String),
+    /// int
+    Int(i32),
+    /// bigint
+    Bigint(i64),
+    /// double
+    Double(f64),
+    /// boolean
+    Boolean(bool),
+    /// uuid
+    Uuid(u128),
+    /// timestamp, epoch ms
+    Timestamp(i64),
+    /// blob
+    Blob(Vec<u8>),
+}
+
+/// A table: columns, partition key and clustering columns (indices into `columns`).
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Name.
+    pub name: String,
+    /// (name, type), in insert order.
+    pub columns: Vec<(String, ColumnType)>,
+    /// Partition key columns.
+    pub partition_key: Vec<usize>,
+    /// Clustering columns.
+    pub clustering: Vec<usize>,
+}
+
+impl Table {
+    fn new(
+        name: &str,
+        columns: &[(&str, ColumnType)],
+        partition_key: &[&str],
+        clustering: &[&str],
+    ) -> Self {
+        let index = |c: &&str| {
+            columns
+                .iter()
+                .position(|(n, _)| n == c)
+                .unwrap_or_else(|| panic!("no column {c} in {name}"))
+        };
+        Table {
+            name: name.to_string(),
+            columns: columns.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            partition_key: partition_key.iter().map(index).collect(),
+            clustering: clustering.iter().map(index).collect(),
+        }
+    }
+
+    /// The primary key's column indices, partition key first.
+    pub fn primary_key(&self) -> impl Iterator<Item = usize> + '_ {
+        self.partition_key.iter().chain(&self.clustering).copied()
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in CQL.
+    pub fn cql_create(&self, keyspace: &str) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(n, t)| format!("{n} {}", t.cql()))
+            .collect();
+        let names = |ix: &[usize]| {
+            ix.iter()
+                .map(|i| self.columns[*i].0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut key = format!("({})", names(&self.partition_key));
+        if !self.clustering.is_empty() {
+            key = format!("{key}, {}", names(&self.clustering));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.{} ({}, PRIMARY KEY ({key}))",
+            self.name,
+            columns.join(", ")
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in SQLite.
+    pub fn sql_create(&self) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(n, t)| format!("{n} {}", t.sql()))
+            .collect();
+        let key: Vec<&str> = self
+            .primary_key()
+            .map(|i| self.columns[i].0.as_str())
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            self.name,
+            columns.join(", "),
+            key.join(", ")
+        )
+    }
+
+    /// The column list, comma separated.
+    pub fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The tables of one dataflow, and how records become their rows.
+#[derive(Clone, Debug)]
+pub struct TableSet {
+    /// Indexed by the constants below.
+    pub tables: Vec<Table>,
+    spec: DataflowSpec,
+    columns: Vec<usize>,
+}
+
+/// Name of the progress table, shared by all dataflows.
+pub const PROGRESS_TABLE: &str = "weir_progress";
+
+impl TableSet {
+    /// Index of the rows table.
+    pub const ROWS: usize = 0;
+    /// Index of the by-value window table.
+    pub const BY_VALUE: usize = 1;
+    /// Index of the by-window window table.
+    pub const BY_WINDOW: usize = 2;
+    /// Index of the dead-letter table.
+    pub const DEAD_LETTERS: usize = 3;
+    /// Index of the late-record table.
+    pub const LATE: usize = 4;
+    /// Index of the progress table.
+    pub const PROGRESS: usize = 5;
+
+    /// The tables of `spec`.
+    pub fn new(spec: &DataflowSpec) -> Self {
+        use ColumnType::*;
+        let t = &spec.tables;
+        let row_columns: Vec<(&str, ColumnType)> = spec
+            .columns()
+            .map(|(_, f)| (f.name.as_str(), ColumnType::of(f.ty)))
+            .collect();
+        let key = spec.fields[spec.key].name.as_str();
+        let aggregates: Vec<(&str, ColumnType)> = spec
+            .aggregates
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    if a.function.cql() == "bigint" {
+                        Bigint
+                    } else {
+                        Double
+                    },
+                )
+            })
+            .collect();
+        let mut by_value = vec![
+            ("dataflow", Text),
+            ("window_name", Text),
+            ("dimension", Text),
+            ("value", Text),
+            ("day", Text),
+            ("window_start", Timestamp),
+            ("window_end", Timestamp),
+        ];
+        by_value.extend(aggregates.iter().copied());
+        let mut by_window = vec![
+            ("dataflow", Text),
+            ("window_name", Text),
+            ("dimension", Text),
+            ("window_start", Timestamp),
+            ("value", Text),
+            ("window_end", Timestamp),
+        ];
+        by_window.extend(aggregates.iter().copied());
+        let rejects = |late: bool| {
+            let mut c = vec![
+                ("topic", Text),
+                ("kafka_partition", Int),
+                ("kafka_offset", Bigint),
+            ];
+            if late {
+                c.extend([("event_time", Timestamp), ("watermark", Timestamp)]);
+            } else {
+                c.push(("reason", Text));
+            }
+            c.extend([("payload", Blob), ("payload_size", Bigint)]);
+            c
+        };
+        let tables = vec![
+            Table::new(&t.rows, &row_columns, &[key], &[]),
+            Table::new(
+                &t.by_value,
+                &by_value,
+                &["dataflow", "window_name", "dimension", "value", "day"],
+                &["window_start"],
+            ),
+            Table::new(
+                &t.by_window,
+                &by_window,
+                &["dataflow", "window_name", "dimension", "window_start"],
+                &["value"],
+            ),
+            Table::new(
+                &t.dead_letters,
+                &rejects(false),
+                &["topic", "kafka_partition"],
+                &["kafka_offset"],
+            ),
+            Table::new(
+                &t.late,
+                &rejects(true),
+                &["topic", "kafka_partition"],
+                &["kafka_offset"],
+            ),
+            Table::new(
+                PROGRESS_TABLE,
+                &[
+                    ("dataflow", Text),
+                    ("source", Text),
+                    ("kafka_partition", Int),
+                    ("resume_offset", Bigint),
+                    ("watermark", Bigint),
+                    ("durable_frontier", Bigint),
+                    ("epoch", Bigint),
+                    ("updated_at", Timestamp),
+                ],
+                &["dataflow", "source"],
+                &["kafka_partition"],
+            ),
+        ];
+        TableSet {
+            tables,
+            spec: spec.clone(),
+            columns: spec.columns().map(|(i, _)| i).collect(),
+        }
+    }
+
+    /// A record's row.
+    pub fn row_cells(&self, record: &Record) -> Vec<Cell> {
+        self.columns
+            .iter()
+            .map(|i| value_cell(&record.values[*i]))
+            .collect()
+    }
+
+    /// A reject's row; `true` for a dead letter, `false` for a late record.
+    pub fn reject_cells(&self, reject: &Reject) -> (bool, Vec<Cell>) {
+        let mut cells = vec![
+            Cell::Text(self.spec.topic.clone()),
+            Cell::Int(reject.partition),
+            Cell::Bigint(reject.offset),
+        ];
+        let dead = match &reject.kind {
+            RejectKind::DeadLetter { reason } => {
+                cells.push(Cell::Text(reason.clone()));
+                true
+            }
+            RejectKind::Late {
+                event_time,
+                watermark,
+            } => {
+                cells.extend([
+                    Cell::Timestamp(*event_time as i64),
+                    Cell::Timestamp(*watermark as i64),
+                ]);
+                false
+            }
+        };
+        cells.extend([
+            Cell::Blob(reject.payload.clone()),
+            Cell::Bigint(reject.size as i64),
+        ]);
+        (dead, cells)
+    }
+
+    fn names(&self, w: &WindowResult) -> (Cell, Cell, Cell) {
+        (
+            Cell::Text(self.spec.name.clone()),
+            Cell::Text(self.spec.windows[w.window as usize].name.clone()),
+            Cell::Text(
+                self.spec.fields[self.spec.dimensions[w.dimension as usize]]
+                    .name
+                    .clone(),
+            ),
+        )
+    }
+
+    /// A window result's row in the by-value table.
+    pub fn by_value_cells(&self, w: &WindowResult) -> Vec<Cell> {
+        let (dataflow, window, dimension) = self.names(w);
+        let mut cells = vec![
+            dataflow,
+            window,
+            dimension,
+            Cell::Text(w.value.clone()),
+            Cell::Text(crate::time::day(w.start)),
+            Cell::Timestamp(w.start as i64),
+            Cell::Timestamp(w.end as i64),
+        ];
+        cells.extend(w.aggregates.iter().map(aggregate_cell));
+        cells
+    }
+
+    /// A window result's row in the by-window table.
+    pub fn by_window_cells(&self, w: &WindowResult) -> Vec<Cell> {
+        let (dataflow, window, dimension) = self.names(w);
+        let mut cells = vec![
+            dataflow,
+            window,
+            dimension,
+            Cell::Timestamp(w.start as i64),
+            Cell::Text(w.value.clone()),
+            Cell::Timestamp(w.end as i64),
+        ];
+        cells.extend(w.aggregates.iter().map(aggregate_cell));
+        cells
+    }
+
+    /// A progress record's row.
+    pub fn progress_cells(&self, source: &str, p: &PartitionProgress) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.spec.name.clone()),
+            Cell::Text(source.to_string()),
+            Cell::Int(p.partition),
+            Cell::Bigint(p.resume_offset),
+            Cell::Bigint(p.watermark.min(i64::MAX as u64) as i64),
+            Cell::Bigint(p.durable_frontier.min(i64::MAX as u64) as i64),
+            Cell::Bigint(p.epoch),
+            Cell::Timestamp(crate::time::now_ms() as i64),
+        ]
+    }
+
+    /// Reads a progress record back from its row (in `columns` order).
+    pub fn progress_from_cells(cells: &[Cell]) -> Option<PartitionProgress> {
+        let int = |c: &Cell| match c {
+            Cell::Bigint(v) => Some(*v),
+            Cell::Int(v) => Some(*v as i64),
+            _ => None,
+        };
+        let frontier = int(&cells[5])?;
+        Some(PartitionProgress {
+            partition: int(&cells[2])? as i32,
+            resume_offset: int(&cells[3])?,
+            watermark: int(&cells[4])? as u64,
+            durable_frontier: if frontier == i64::MAX {
+                u64::MAX
+            } else {
+                frontier as u64
+            },
+            epoch: int(&cells[6])?,
+        })
+    }
+}
+
+fn value_cell(v: &Value) -> Cell {
+    match v {
+        Value::Null => Cell::Null,
+        Value::Text(s) => Cell::Text(s.clone()),
+        Value::Uuid(u) => Cell::Uuid(*u),
+        Value::Int(i) => Cell::Bigint(*i),
+        Value::Float(f) => Cell::Double(*f),
+        Value::Bool(b) => Cell::Boolean(*b),
+        Value::Timestamp(t) => Cell::Timestamp(*t),
+    }
+}
+
+fn aggregate_cell(a: &AggregateValue) -> Cell {
+    match a {
+        AggregateValue::Int(n) => Cell::Bigint(*n),
+        AggregateValue::Float(Some(x)) => Cell::Double(*x),
+        AggregateValue::Float(None) => Cell::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_users_matches_the_tutorial() {
+        let spec =
+            DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
+        let t = TableSet::new(&spec);
+        assert_eq!(
+            t.tables[TableSet::ROWS].cql_create("spark_streams"),
+            "CREATE TABLE IF NOT EXISTS spark_streams.created_users (id uuid, first_name text, last_name text, gender text, \
+             address text, post_code text, email text, username text, dob text, registered_date text, phone text, picture text, \
+             PRIMARY KEY ((id)))"
+        );
+        assert!(t.tables[TableSet::BY_VALUE].cql_create("ks").ends_with(
+            "PRIMARY KEY ((dataflow, window_name, dimension, value, day), window_start))"
+        ));
+    }
+}

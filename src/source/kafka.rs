@@ -1,0 +1,247 @@
+//! The Kafka source: an rdkafka `BaseConsumer` per worker, with explicit `assign()` and offsets.
+//!
+//! Never `subscribe()`: the group coordinator would move partitions between workers at will,
+//! and Weir's progress lives in the sink, not in consumer-group offsets. The group id is only
+//! used to commit offsets after the sink's progress record, so that lag tools work.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Message, Reader, StartAt};
+use crate::error::{Error, Result};
+
+/// How to reach and read the topic.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// bootstrap.servers
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Consumer group, for offset commits only.
+    pub group: String,
+    /// Extra librdkafka settings (`--kafka-config key=value`), applied last.
+    pub settings: Vec<(String, String)>,
+    /// Stop each partition at the high watermark seen when it is assigned.
+    pub until_end: bool,
+    /// Stop each partition at this offset (exclusive).
+    pub until_offset: Option<i64>,
+    /// How long to wait for the broker at start.
+    pub timeout: Duration,
+}
+
+impl KafkaConfig {
+    /// The librdkafka client configuration, with a reason for every non-default option.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            // Offsets are committed by Weir, after the sink's progress record, for lag tools only.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // A stored offset that retention deleted restarts at the earliest data, not the end:
+            // losing data silently is worse than re-reading it.
+            .set("auto.offset.reset", "earliest")
+            // End of partition is detected from high watermarks; EOF events would be noise.
+            .set("enable.partition.eof", "false")
+            // Fail fast at start instead of retrying an unreachable broker forever.
+            .set(
+                "socket.connection.setup.timeout.ms",
+                (self.timeout.as_millis().max(1000)).to_string(),
+            );
+        for (k, v) in &self.settings {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Reads this worker's partitions of one topic.
+pub struct KafkaReader {
+    config: KafkaConfig,
+    consumer: BaseConsumer,
+    /// Exclusive end per partition, for bounded runs.
+    ends: HashMap<i32, i64>,
+    /// Next offset to read per assigned partition.
+    positions: HashMap<i32, i64>,
+}
+
+impl KafkaReader {
+    /// Connects, and checks that the topic exists.
+    pub fn connect(config: KafkaConfig) -> Result<Self> {
+        let consumer: BaseConsumer = config.client_config().create().map_err(|e| {
+            Error::Kafka(format!(
+                "cannot create a consumer for {}: {e}; check --brokers and --kafka-config",
+                config.brokers
+            ))
+        })?;
+        let mut reader = KafkaReader {
+            config,
+            consumer,
+            ends: HashMap::new(),
+            positions: HashMap::new(),
+        };
+        let partitions = reader.partitions()?;
+        if partitions.is_empty() {
+            return Err(Error::Kafka(format!(
+                "topic {:?} does not exist on {}; create it (e.g. `weir produce --partitions 4`) or fix the dataflow's topic",
+                reader.config.topic, reader.config.brokers
+            )));
+        }
+        Ok(reader)
+    }
+
+    /// Commits `offsets` (partition -> next offset) to the consumer group, for lag tools.
+    pub fn commit(&self, offsets: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            let _ = tpl.add_partition_offset(&self.config.topic, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!("consumer-group commit failed (lag tools only): {e}");
+        }
+    }
+
+    fn start_offset(&self, partition: i32, start: &StartAt) -> Result<i64> {
+        let topic = &self.config.topic;
+        let kafka_err = |e| Error::Kafka(format!("{topic}/{partition}: {e}"));
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, self.config.timeout)
+            .map_err(kafka_err)?;
+        Ok(match start {
+            StartAt::Offset(o) if *o < low => {
+                tracing::warn!(
+                    partition,
+                    stored = o,
+                    earliest = low,
+                    "stored offset is gone (retention); resuming at the earliest offset"
+                );
+                low
+            }
+            StartAt::Offset(o) => *o,
+            StartAt::Earliest => low,
+            StartAt::Latest => high,
+            StartAt::Time(ms) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, partition, Offset::Offset(*ms))
+                    .map_err(kafka_err)?;
+                let found = self
+                    .consumer
+                    .offsets_for_times(tpl, self.config.timeout)
+                    .map_err(kafka_err)?;
+                match found.find_partition(topic, partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => high,
+                }
+            }
+        })
+    }
+}
+
+impl Reader for KafkaReader {
+    fn partitions(&mut self) -> Result<Vec<i32>> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.config.topic), self.config.timeout)
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "cannot reach the brokers at {} ({e}); check --brokers",
+                    self.config.brokers
+                ))
+            })?;
+        let mut partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == self.config.topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    fn assign(&mut self, partitions: &[(i32, StartAt)]) -> Result<Vec<(i32, i64)>> {
+        let mut positions = Vec::new();
+        let mut added = TopicPartitionList::new();
+        for (partition, start) in partitions {
+            let offset = self.start_offset(*partition, start)?;
+            if self.config.until_end {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.config.topic, *partition, self.config.timeout)
+                    .map_err(|e| Error::Kafka(format!("{}/{partition}: {e}", self.config.topic)))?;
+                self.ends.insert(*partition, high);
+            } else if let Some(end) = self.config.until_offset {
+                self.ends.insert(*partition, end);
+            }
+            added
+                .add_partition_offset(&self.config.topic, *partition, Offset::Offset(offset))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+            self.positions.insert(*partition, offset);
+            positions.push((*partition, offset));
+        }
+        // Incremental: partitions already assigned keep their positions.
+        self.consumer.incremental_assign(&added).map_err(|e| {
+            Error::Kafka(format!(
+                "cannot assign partitions of {}: {e}",
+                self.config.topic
+            ))
+        })?;
+        Ok(positions)
+    }
+
+    fn read(&mut self, max: usize, emit: &mut dyn FnMut(Message<'_>)) -> Result<usize> {
+        let mut read = 0;
+        while read < max {
+            let Some(result) = self.consumer.poll(Duration::ZERO) else {
+                break;
+            };
+            let message = match result {
+                Ok(m) => m,
+                Err(e) => {
+                    // Transient broker errors are retried by librdkafka itself.
+                    tracing::warn!("kafka: {e}");
+                    break;
+                }
+            };
+            let partition = message.partition();
+            let offset = message.offset();
+            if self.ends.get(&partition).is_some_and(|end| offset >= *end) {
+                continue;
+            }
+            self.positions.insert(partition, offset + 1);
+            emit(Message {
+                partition,
+                offset,
+                next_offset: offset + 1,
+                payload: message.payload().unwrap_or(&[]),
+                timestamp: message.timestamp().to_millis(),
+            });
+            read += 1;
+        }
+        Ok(read)
+    }
+
+    fn finished(&self, partition: i32) -> bool {
+        match (self.ends.get(&partition), self.positions.get(&partition)) {
+            (Some(end), Some(position)) => position >= end,
+            _ => false,
+        }
+    }
+
+    fn idle_wait(&self) -> Option<Duration> {
+        Some(Duration::from_millis(5))
+    }
+
+    fn commit(&self, offsets: &[(i32, i64)]) {
+        KafkaReader::commit(self, offsets)
+    }
+
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+}

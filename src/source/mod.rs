@@ -1,0 +1,333 @@
+//! Sources: the timely operator that reads partitions, parses records and decides lateness,
+//! over three readers (Kafka, the built-in generator, JSON-lines files).
+//!
+//! Contract of [`render`]:
+//! - worker `w` reads exactly the partitions `p` with [`assign::owner`]`(topic, p, peers) == w`,
+//!   starting at the stored progress (or `--start` when there is none);
+//! - each partition has a [`PartitionClock`]; a record below its partition's watermark is
+//!   *late* and goes to the rejects stream, never to the windows;
+//! - the operator's capability is the minimum watermark of its unfinished partitions, so every
+//!   record it emits to the records stream has an event time at or above its timestamp;
+//! - a worker that owns no partition drops its capabilities at once; a worker whose partitions
+//!   have all ended (bounded input) drops them then; on shutdown it keeps them (windows that
+//!   are still open must not look complete) and stops reading;
+//! - at most `batch` messages are read per activation; the operator re-activates itself;
+//! - every message is noted in the partition's [`PartitionLedger`] with the time at which all
+//!   its outputs are durable, from which the worker loop derives progress records.
+
+pub mod assign;
+pub mod file;
+pub mod generator;
+pub mod kafka;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::{Scope, Stream};
+
+use crate::error::Result;
+use crate::metrics::Stats;
+use crate::progress::{PartitionLedger, PartitionProgress};
+use crate::schema::{truncate_payload, Record, Schema};
+use crate::spec::DataflowSpec;
+use crate::time::PartitionClock;
+
+/// Where a partition starts when no progress is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// This offset.
+    Offset(i64),
+    /// The first offset.
+    Earliest,
+    /// The offset after the last message.
+    Latest,
+    /// The first message with a timestamp at or after this (epoch ms).
+    Time(i64),
+}
+
+/// One message of a partition.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The offset of the next message (offset + 1, or the next line's byte position).
+    pub next_offset: i64,
+    /// Bytes.
+    pub payload: &'a [u8],
+    /// Message timestamp, epoch ms.
+    pub timestamp: Option<i64>,
+}
+
+/// A partitioned, offset-addressed input.
+pub trait Reader {
+    /// The partitions that exist now.
+    fn partitions(&mut self) -> Result<Vec<i32>>;
+    /// Starts reading these partitions; returns the concrete offset each starts at.
+    fn assign(&mut self, partitions: &[(i32, StartAt)]) -> Result<Vec<(i32, i64)>>;
+    /// Reads at most `max` messages. Returns how many were read.
+    fn read(&mut self, max: usize, emit: &mut dyn FnMut(Message<'_>)) -> Result<usize>;
+    /// Whether a bounded partition has been read to its end.
+    fn finished(&self, partition: i32) -> bool;
+    /// How long to wait before reading again after a read found nothing.
+    fn idle_wait(&self) -> Option<Duration> {
+        None
+    }
+    /// Records offsets outside the sink, for monitoring only (Kafka consumer groups).
+    fn commit(&self, _offsets: &[(i32, i64)]) {}
+    /// Short name for logs.
+    fn kind(&self) -> &'static str {
+        "generator"
+    }
+}
+
+/// A message that did not become a record: a dead letter or a late record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reject {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Why.
+    pub kind: RejectKind,
+    /// The payload, truncated to [`crate::schema::DEAD_LETTER_PAYLOAD_BYTES`].
+    pub payload: Vec<u8>,
+    /// The payload's full size.
+    pub size: usize,
+}
+
+/// Why a message was rejected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RejectKind {
+    /// The record did not parse.
+    DeadLetter {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The record parsed but is below its partition's watermark.
+    Late {
+        /// Its event time.
+        event_time: u64,
+        /// The partition's watermark when it arrived.
+        watermark: u64,
+    },
+}
+
+/// The partitions this worker reads and their ledgers, shared with the worker loop.
+pub type Ledgers = Rc<RefCell<BTreeMap<i32, PartitionLedger>>>;
+
+/// Everything the source operator needs.
+pub struct SourceParts {
+    /// The dataflow.
+    pub spec: DataflowSpec,
+    /// The record parser.
+    pub schema: Schema,
+    /// The reader, shared with the worker loop (which commits offsets through it).
+    pub reader: Rc<RefCell<Box<dyn Reader>>>,
+    /// Stored progress of every partition.
+    pub restored: HashMap<i32, PartitionProgress>,
+    /// Start position of partitions without progress.
+    pub start: StartAt,
+    /// Most messages per activation.
+    pub batch: usize,
+    /// Set on shutdown: stop reading, keep capabilities.
+    pub stop: Arc<AtomicBool>,
+    /// Ledgers, filled by the operator.
+    pub ledgers: Ledgers,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// How often to look for new partitions (Kafka).
+    pub discovery_interval: Option<Duration>,
+    /// Pause reading while the sink has more rows than this unacknowledged.
+    pub max_in_flight: u64,
+}
+
+/// Renders the source: a stream of records and a stream of rejects.
+pub fn render<'s>(
+    scope: Scope<'s, u64>,
+    parts: SourceParts,
+) -> (Stream<'s, u64, Vec<Record>>, Stream<'s, u64, Vec<Reject>>) {
+    let SourceParts {
+        spec,
+        schema,
+        reader,
+        restored,
+        start,
+        batch,
+        stop,
+        ledgers,
+        stats,
+        discovery_interval,
+        max_in_flight,
+    } = parts;
+    let (worker, peers) = (scope.index(), scope.peers());
+    let mut builder = OperatorBuilder::new(format!("Source({})", spec.topic), scope);
+    let info = builder.operator_info();
+    let activator = scope.activator_for(Rc::clone(&info.address));
+    let (records_output, records) = builder.new_output::<Vec<Record>>();
+    let (rejects_output, rejects) = builder.new_output::<Vec<Reject>>();
+    let mut records_output =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<Record>>>::from(records_output);
+    let mut rejects_output =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<Reject>>>::from(rejects_output);
+
+    builder.build(move |capabilities| {
+        let mut capabilities = Some(capabilities);
+        let mut last_discovery: Option<Instant> = None;
+        let mut owned_any = false;
+        move |_frontiers| {
+            let Some(caps) = capabilities.as_mut() else { return };
+            let mut reader = reader.borrow_mut();
+            let mut ledgers = ledgers.borrow_mut();
+
+            // Assign new partitions: all of them at start, later ones as the topic grows.
+            let discover = match (last_discovery, discovery_interval) {
+                (None, _) => true,
+                (Some(at), Some(every)) => at.elapsed() >= every,
+                (Some(_), None) => false,
+            };
+            if discover {
+                last_discovery = Some(Instant::now());
+                let found = reader.partitions().unwrap_or_else(|e| crate::runtime::fatal(&e));
+                let current = *caps[0].time();
+                let new: Vec<(i32, StartAt)> = found
+                    .into_iter()
+                    .filter(|p| assign::owner(&spec.topic, *p, peers) == worker && !ledgers.contains_key(p))
+                    .map(|p| (p, restored.get(&p).map_or(start, |r| StartAt::Offset(r.resume_offset))))
+                    .collect();
+                if !new.is_empty() {
+                    let positions = reader.assign(&new).unwrap_or_else(|e| crate::runtime::fatal(&e));
+                    let names: Vec<i32> = positions.iter().map(|(p, _)| *p).collect();
+                    tracing::info!(worker, partitions = ?names, source = reader.kind(), "partitions assigned");
+                    for (p, offset) in positions {
+                        // A partition with progress resumes its clock; a new one starts at the
+                        // current frontier, so nothing it sends can be below our capability.
+                        let watermark = restored.get(&p).map_or(current, |r| r.watermark.max(current));
+                        ledgers.insert(p, PartitionLedger::new(offset, PartitionClock::new(watermark, spec.allowed_lateness_ms)));
+                    }
+                    owned_any = true;
+                }
+                if !owned_any {
+                    tracing::info!(worker, "owns no partition; releasing its capability");
+                    capabilities = None;
+                    return;
+                }
+            }
+
+            let time = *caps[0].time();
+            let mut read = 0;
+            let backpressure = stats.in_flight_rows.load(Ordering::Relaxed) > max_in_flight;
+            if !stop.load(Ordering::Relaxed) && !backpressure {
+                let mut records_out = records_output.activate();
+                let mut rejects_out = rejects_output.activate();
+                let mut records_session = records_out.session(&caps[0]);
+                let mut rejects_session = rejects_out.session(&caps[1]);
+                let now = Instant::now();
+                read = reader
+                    .read(batch, &mut |message| {
+                        crate::failpoint::hit("source.parse");
+                        let Some(ledger) = ledgers.get_mut(&message.partition) else { return };
+                        ledger.last_message = now;
+                        let watermark = ledger.clock.watermark;
+                        stats.add_read(message.payload.len());
+                        let retire = match schema.parse(message.payload, message.timestamp) {
+                            Ok(parsed) if ledger.clock.observe(parsed.event_time) => {
+                                stats.add_late();
+                                rejects_session.give(Reject {
+                                    partition: message.partition,
+                                    offset: message.offset,
+                                    kind: RejectKind::Late { event_time: parsed.event_time, watermark },
+                                    payload: truncate_payload(message.payload),
+                                    size: message.payload.len(),
+                                });
+                                time
+                            }
+                            Ok(parsed) => {
+                                let retire = spec.last_window_end(parsed.event_time).unwrap_or(time);
+                                records_session.give(Record {
+                                    partition: message.partition,
+                                    offset: message.offset,
+                                    event_time: parsed.event_time,
+                                    key: parsed.key,
+                                    values: parsed.values,
+                                });
+                                retire
+                            }
+                            Err(reason) => {
+                                stats.add_dead_letter();
+                                rejects_session.give(Reject {
+                                    partition: message.partition,
+                                    offset: message.offset,
+                                    kind: RejectKind::DeadLetter { reason },
+                                    payload: truncate_payload(message.payload),
+                                    size: message.payload.len(),
+                                });
+                                time
+                            }
+                        };
+                        ledger.note(message.offset, message.next_offset, retire, watermark);
+                    })
+                    .unwrap_or_else(|e| crate::runtime::fatal(&e));
+            }
+
+            // The new capability: the least watermark of the partitions still being read.
+            for (p, ledger) in ledgers.iter_mut() {
+                if !ledger.finished && reader.finished(*p) {
+                    ledger.finished = true;
+                    tracing::debug!(worker, partition = p, "partition ended");
+                }
+            }
+            if let Some(idle) = spec.idle_timeout {
+                advance_idle_partitions(&mut ledgers, idle);
+            }
+            let low = ledgers.values().filter(|l| !l.finished).map(|l| l.clock.watermark).min();
+            match low {
+                None => {
+                    tracing::info!(worker, "input ended");
+                    capabilities = None;
+                }
+                Some(low) => {
+                    for cap in caps.iter_mut() {
+                        if low > *cap.time() {
+                            cap.downgrade(&low);
+                        }
+                    }
+                    if read >= batch {
+                        activator.activate();
+                    } else if backpressure {
+                        activator.activate_after(Duration::from_millis(1));
+                    } else {
+                        activator.activate_after(reader.idle_wait().unwrap_or(Duration::ZERO));
+                    }
+                }
+            }
+        }
+    });
+    (records, rejects)
+}
+
+/// Idle timeout: a partition silent for `idle` no longer holds the frontier back. Its watermark
+/// is raised to the least watermark of the active partitions (or, when every partition is
+/// idle, to the wall clock minus the timeout), so a message it sends later below that is late.
+fn advance_idle_partitions(ledgers: &mut BTreeMap<i32, PartitionLedger>, idle: Duration) {
+    let is_idle = |l: &PartitionLedger| !l.finished && l.last_message.elapsed() >= idle;
+    let active_low = ledgers
+        .values()
+        .filter(|l| !l.finished && !is_idle(l))
+        .map(|l| l.clock.watermark)
+        .min();
+    let floor =
+        active_low.unwrap_or_else(|| crate::time::now_ms().saturating_sub(idle.as_millis() as u64));
+    for ledger in ledgers.values_mut().filter(|l| is_idle(l)) {
+        ledger.clock.advance_to(floor);
+    }
+}
