@@ -71,8 +71,8 @@ impl GeneratorConfig {
         }
         let mut time = self.nominal_time(index).saturating_sub(rng.u64(0..2000));
         let late_roll = rng.u64(0..1000);
-        if late_roll < self.late_per_mille && time > self.epoch_ms + 60_000 {
-            time -= 60_000;
+        if late_roll < self.late_per_mille {
+            time = time.saturating_sub(60_000);
         }
         let user = User::random(&mut rng, time);
         let malformed_roll = rng.u64(0..1000);

@@ -1,0 +1,435 @@
+//! Shared test harness: data sets, the oracle, table readers for SQLite and Cassandra, the
+//! test servers' addresses, and helpers to run the `weir` binary.
+//!
+//! The oracle is a plain sequential computation over the same messages: partitions in offset
+//! order, lateness from each partition's own history, windows folded into maps. The engine's
+//! tables must equal it exactly.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use weir::schema::{Key, Schema, Value};
+use weir::sink::{Cell, ColumnType, TableSet};
+use weir::source::generator::GeneratorConfig;
+use weir::spec::{AggregateFn, DataflowSpec};
+use weir::time::PartitionClock;
+
+/// Every table, by name: its rows, each rendered as strings.
+pub type Tables = BTreeMap<String, BTreeSet<Vec<String>>>;
+
+/// A message of the data set.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub timestamp: Option<i64>,
+}
+
+/// Partition -> messages in offset order.
+pub type Dataset = BTreeMap<i32, Vec<Msg>>;
+
+pub fn spec(path: &str) -> DataflowSpec {
+    DataflowSpec::load(Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A generator configuration with plenty of duplicates, late and malformed records.
+pub fn generator(seed: u64, partitions: i32, count: u64, rate: f64) -> GeneratorConfig {
+    GeneratorConfig {
+        seed,
+        partitions,
+        count: Some(count),
+        rate,
+        epoch_ms: 1_795_255_200_000, // 2026-11-21T10:00:00Z
+        duplicates_per_mille: 40,
+        late_per_mille: 20,
+        malformed_per_mille: 20,
+    }
+}
+
+/// The generator flags for the same configuration.
+pub fn generator_args(g: &GeneratorConfig) -> Vec<String> {
+    vec![
+        "--seed".into(),
+        g.seed.to_string(),
+        "--partitions".into(),
+        g.partitions.to_string(),
+        "--count".into(),
+        g.count.unwrap_or(0).to_string(),
+        "--rate".into(),
+        g.rate.to_string(),
+        "--epoch".into(),
+        weir::time::rfc3339(g.epoch_ms),
+        "--duplicates".into(),
+        g.duplicates_per_mille.to_string(),
+        "--late".into(),
+        g.late_per_mille.to_string(),
+        "--malformed".into(),
+        g.malformed_per_mille.to_string(),
+    ]
+}
+
+/// The messages the generator makes.
+pub fn generated(g: &GeneratorConfig) -> Dataset {
+    let mut data = Dataset::new();
+    let mut buf = Vec::new();
+    for p in 0..g.partitions {
+        let messages = (0..g.partition_len(p).unwrap_or(0))
+            .map(|o| {
+                let timestamp = g.message(p, o, &mut buf);
+                Msg { offset: o, payload: buf.clone(), timestamp: Some(timestamp) }
+            })
+            .collect();
+        data.insert(p, messages);
+    }
+    data
+}
+
+/// The messages of a file-source directory (offsets are byte positions).
+pub fn from_files(dir: &Path) -> Dataset {
+    let files = weir::source::file::partition_files(dir).unwrap();
+    let mut data = Dataset::new();
+    for (p, file) in files.iter().enumerate() {
+        let bytes = std::fs::read(file).unwrap();
+        let mut offset = 0i64;
+        let mut messages = Vec::new();
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let payload = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+            messages.push(Msg { offset, payload, timestamp: None });
+            offset += line.len() as i64;
+        }
+        data.insert(p as i32, messages);
+    }
+    data
+}
+
+/// What one uninterrupted, sequential run must leave in the tables (all but progress).
+pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
+    let tables = TableSet::new(spec);
+    let schema = Schema::new(spec, weir::schema::DEFAULT_MAX_RECORD_BYTES);
+    let mut out: Tables = tables.tables[..TableSet::PROGRESS].iter().map(|t| (t.name.clone(), BTreeSet::new())).collect();
+    let mut rows: BTreeMap<Key, Vec<Cell>> = BTreeMap::new();
+    // (window, start, dimension, value) -> (distinct keys, records, numbers per aggregate)
+    type Acc = (HashSet<Key>, i64, Vec<Vec<f64>>);
+    let mut windows: BTreeMap<(usize, u64, usize, String), Acc> = BTreeMap::new();
+    for (partition, messages) in data {
+        let mut clock = PartitionClock::new(0, spec.allowed_lateness_ms);
+        for m in messages {
+            let truncated = m.payload[..m.payload.len().min(weir::schema::DEAD_LETTER_PAYLOAD_BYTES)].to_vec();
+            let reject = |kind| weir::source::Reject { partition: *partition, offset: m.offset, kind, payload: truncated.clone(), size: m.payload.len() };
+            match schema.parse(&m.payload, m.timestamp) {
+                Err(reason) => {
+                    let (_, cells) = tables.reject_cells(&reject(weir::source::RejectKind::DeadLetter { reason }));
+                    out.get_mut(&tables.tables[TableSet::DEAD_LETTERS].name).unwrap().insert(render_cells(&cells));
+                }
+                Ok(p) => {
+                    let watermark = clock.watermark;
+                    if clock.observe(p.event_time) {
+                        let kind = weir::source::RejectKind::Late { event_time: p.event_time, watermark };
+                        let (_, cells) = tables.reject_cells(&reject(kind));
+                        out.get_mut(&tables.tables[TableSet::LATE].name).unwrap().insert(render_cells(&cells));
+                        continue;
+                    }
+                    let record = weir::schema::Record { partition: *partition, offset: m.offset, event_time: p.event_time, key: p.key.clone(), values: p.values.clone() };
+                    rows.insert(p.key.clone(), tables.row_cells(&record));
+                    for (w, window) in spec.windows.iter().enumerate() {
+                        let (size, slide) = (window.spec.size, window.spec.slide);
+                        let mut start = (p.event_time / slide) * slide;
+                        loop {
+                            if p.event_time < start + size {
+                                for (d, field) in spec.dimensions.iter().enumerate() {
+                                    let label = p.values[*field].label();
+                                    let acc = windows.entry((w, start, d, label)).or_insert_with(|| (HashSet::new(), 0, vec![Vec::new(); spec.aggregates.len()]));
+                                    acc.0.insert(p.key.clone());
+                                    acc.1 += 1;
+                                    for (a, agg) in spec.aggregates.iter().enumerate() {
+                                        if let AggregateFn::Sum(f) | AggregateFn::Min(f) | AggregateFn::Max(f) = agg.function {
+                                            if let Some(x) = p.values[f].number() {
+                                                acc.2[a].push(x);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            if start < slide {
+                                break;
+                            }
+                            start -= slide;
+                            if start + size <= p.event_time {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let row_table = out.get_mut(&tables.tables[TableSet::ROWS].name).unwrap();
+    for cells in rows.values() {
+        row_table.insert(render_cells(cells));
+    }
+    for ((w, start, d, value), (keys, records, numbers)) in windows {
+        let aggregates = spec
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(a, agg)| match agg.function {
+                AggregateFn::Count => weir::operators::window::AggregateValue::Int(records),
+                AggregateFn::CountDistinct => weir::operators::window::AggregateValue::Int(keys.len() as i64),
+                AggregateFn::Sum(_) => weir::operators::window::AggregateValue::Float(Some(
+                    numbers[a].iter().map(|x| (x * 1e9).round() as i128).sum::<i128>() as f64 / 1e9,
+                )),
+                AggregateFn::Min(_) => weir::operators::window::AggregateValue::Float(numbers[a].iter().copied().reduce(f64::min)),
+                AggregateFn::Max(_) => weir::operators::window::AggregateValue::Float(numbers[a].iter().copied().reduce(f64::max)),
+            })
+            .collect();
+        let result = weir::operators::window::WindowResult {
+            window: w as u16,
+            start,
+            end: start + spec.windows[w].spec.size,
+            dimension: d as u16,
+            value,
+            aggregates,
+        };
+        out.get_mut(&tables.tables[TableSet::BY_VALUE].name).unwrap().insert(render_cells(&tables.by_value_cells(&result)));
+        out.get_mut(&tables.tables[TableSet::BY_WINDOW].name).unwrap().insert(render_cells(&tables.by_window_cells(&result)));
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One cell as a string, the same way for every store.
+pub fn render_cell(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => "null".into(),
+        Cell::Text(s) => s.clone(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Bigint(i) | Cell::Timestamp(i) => i.to_string(),
+        Cell::Double(f) => f.to_string(),
+        Cell::Boolean(b) => b.to_string(),
+        Cell::Uuid(u) => uuid::Uuid::from_u128(*u).to_string(),
+        Cell::Blob(b) => hex(b),
+    }
+}
+
+pub fn render_cells(cells: &[Cell]) -> Vec<String> {
+    cells.iter().map(render_cell).collect()
+}
+
+/// Reads every table of `spec` (but progress) from a SQLite file.
+pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
+    let tables = TableSet::new(spec);
+    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut out = Tables::new();
+    for table in &tables.tables[..TableSet::PROGRESS] {
+        let mut statement = db.prepare(&format!("SELECT {} FROM {}", table.column_list(), table.name)).unwrap();
+        let types: Vec<ColumnType> = table.columns.iter().map(|(_, t)| *t).collect();
+        let rows: BTreeSet<Vec<String>> = statement
+            .query_map([], |r| {
+                Ok(types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| {
+                        use rusqlite::types::ValueRef;
+                        match (r.get_ref(i).unwrap(), ty) {
+                            (ValueRef::Null, _) => "null".into(),
+                            (ValueRef::Integer(v), ColumnType::Boolean) => (v != 0).to_string(),
+                            (ValueRef::Integer(v), _) => v.to_string(),
+                            (ValueRef::Real(v), _) => v.to_string(),
+                            (ValueRef::Text(t), _) => String::from_utf8_lossy(t).into_owned(),
+                            (ValueRef::Blob(b), _) => hex(b),
+                        }
+                    })
+                    .collect())
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.insert(table.name.clone(), rows);
+    }
+    out
+}
+
+/// A scylla session for the test CQL server.
+pub async fn cql_session(addr: &str) -> scylla::client::session::Session {
+    scylla::client::session_builder::SessionBuilder::new()
+        .known_node(addr)
+        .auto_await_schema_agreement(false)
+        .fetch_schema_metadata(false)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test CQL server at {addr}: {e}"))
+}
+
+/// Reads every table of `spec` (but progress) from Cassandra, whole, with paging.
+pub fn read_cassandra(addr: &str, keyspace: &str, spec: &DataflowSpec) -> Tables {
+    use futures::TryStreamExt;
+    use scylla::value::CqlValue;
+    let tables = TableSet::new(spec);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let session = cql_session(addr).await;
+        let mut out = Tables::new();
+        for table in &tables.tables[..TableSet::PROGRESS] {
+            let query = format!("SELECT {} FROM {keyspace}.{}", table.column_list(), table.name);
+            let rows: Vec<scylla::value::Row> =
+                session.query_iter(query, ()).await.unwrap().rows_stream().unwrap().try_collect().await.unwrap();
+            let rendered = rows
+                .into_iter()
+                .map(|row| {
+                    row.columns
+                        .into_iter()
+                        .map(|c| match c {
+                            None => "null".to_string(),
+                            Some(CqlValue::Text(s) | CqlValue::Ascii(s)) => s,
+                            Some(CqlValue::Int(i)) => i.to_string(),
+                            Some(CqlValue::BigInt(i)) => i.to_string(),
+                            Some(CqlValue::Double(f)) => f.to_string(),
+                            Some(CqlValue::Boolean(b)) => b.to_string(),
+                            Some(CqlValue::Uuid(u)) => u.to_string(),
+                            Some(CqlValue::Timestamp(t)) => t.0.to_string(),
+                            Some(CqlValue::Blob(b)) => hex(&b),
+                            Some(other) => format!("{other:?}"),
+                        })
+                        .collect()
+                })
+                .collect();
+            out.insert(table.name.clone(), rendered);
+        }
+        out
+    })
+}
+
+/// Asserts two sets of tables are equal, showing the first differences.
+#[track_caller]
+pub fn assert_tables_eq(expected: &Tables, actual: &Tables, what: &str) {
+    for (name, rows) in expected {
+        let got = actual.get(name).cloned().unwrap_or_default();
+        if &got != rows {
+            let missing: Vec<_> = rows.difference(&got).take(3).collect();
+            let extra: Vec<_> = got.difference(rows).take(3).collect();
+            panic!(
+                "{what}: table {name} differs: expected {} rows, found {}.\n  missing (first 3): {missing:?}\n  unexpected (first 3): {extra:?}",
+                rows.len(),
+                got.len()
+            );
+        }
+    }
+}
+
+/// Sanity: the data set exercises what it should.
+pub fn assert_interesting(tables: &Tables, spec: &DataflowSpec) {
+    let t = &spec.tables;
+    for name in [&t.rows, &t.by_value, &t.by_window, &t.dead_letters, &t.late] {
+        assert!(!tables[name].is_empty(), "the oracle's {name} is empty: the data set is too tame");
+    }
+}
+
+/// The address of the test Kafka broker (tansu), from the test command.
+pub fn kafka_addr() -> String {
+    std::env::var("WEIR_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!("WEIR_TEST_KAFKA is not set: run the suite with `bash scripts/test.sh`, which installs and starts tansu")
+    })
+}
+
+/// The address of the test CQL server, from the test command.
+pub fn cassandra_addr() -> String {
+    std::env::var("WEIR_TEST_CASSANDRA").unwrap_or_else(|_| {
+        panic!("WEIR_TEST_CASSANDRA is not set: run the suite with `bash scripts/test.sh`, which builds and starts the CQL test server")
+    })
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("weir_{prefix}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `weir` binary with quiet output, in the crate directory.
+pub fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("WEIR_FAILPOINTS").arg("--quiet").stdin(Stdio::null());
+    c
+}
+
+/// Runs a command to completion with a time limit; returns status, stdout and stderr.
+pub fn run(mut command: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn weir");
+    wait_output(child, limit)
+}
+
+/// Waits for a child with a time limit (kills it and panics on timeout).
+pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            return (output.status, String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!("weir did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Creates a topic on the test broker and produces the data set into it, partition by
+/// partition, checking that the broker assigned the data set's offsets.
+pub fn produce(topic: &str, data: &Dataset) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+    let brokers = kafka_addr();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &brokers).set("broker.address.family", "v4");
+        let admin: AdminClient<_> = config.create().unwrap();
+        let new = NewTopic::new(topic, data.len() as i32, TopicReplication::Fixed(1));
+        let result = admin.create_topics([&new], &AdminOptions::new()).await.expect("create topic");
+        for r in result {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+        let producer: FutureProducer = config.clone().set("linger.ms", "5").set("acks", "all").create().unwrap();
+        for (partition, messages) in data {
+            // Sequential per partition, so the broker's offsets are the data set's.
+            for chunk in messages.chunks(1) {
+                let m = &chunk[0];
+                let key = format!("{partition}-{}", m.offset);
+                let mut record = FutureRecord::to(topic).partition(*partition).payload(&m.payload).key(&key);
+                if let Some(ts) = m.timestamp {
+                    record = record.timestamp(ts);
+                }
+                let delivered = producer.send(record, Duration::from_secs(30)).await.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                assert_eq!((delivered.partition, delivered.offset), (*partition, m.offset), "broker offsets must match the data set");
+            }
+        }
+    });
+}
+
+/// Labels for `Value` in test messages.
+pub fn label(v: &Value) -> String {
+    v.label()
+}
