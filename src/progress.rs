@@ -19,6 +19,10 @@
 //! durable; everything before it is in the sink. Replaying from there with the stored
 //! watermark decides lateness as the first run did (see [`crate::time::PartitionClock`]).
 //!
+//! A restarted run's own durable frontier starts low again; the frontier it stores is the
+//! larger of its own and the largest restored one (`suppress_below`), so that "records before
+//! the resume offset have `r < D`" stays true for offsets that retired in an earlier run.
+//!
 //! Windows that ended below a stored `D` were durable when that record was written; the
 //! window operator does not emit them again on replay (their records before the resume offset
 //! are not replayed, so a recomputation would be partial). Windows ending at or above the

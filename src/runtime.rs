@@ -348,7 +348,11 @@ impl<'a> ProgressWriter<'a> {
                     partition: *partition,
                     resume_offset,
                     watermark,
-                    durable_frontier: durable.unwrap_or(u64::MAX),
+                    // Windows ending below the stored frontiers were durable before this run
+                    // started, and records before a restored resume offset retired under those
+                    // frontiers: the stored frontier never goes back (see crate::progress).
+                    durable_frontier: durable
+                        .map_or(u64::MAX, |d| d.max(self.shared.suppress_below)),
                     epoch: self.shared.epoch,
                 });
             }

@@ -28,7 +28,11 @@ fn generator_to_sqlite_equals_the_oracle_at_1_2_and_4_workers() {
         let mut args = generator_args(&g);
         args.extend(["-w".into(), workers.to_string()]);
         run_sqlite(&args, &db);
-        assert_tables_eq(&expected, &read_sqlite(&db, &spec), &format!("-w {workers}"));
+        assert_tables_eq(
+            &expected,
+            &read_sqlite(&db, &spec),
+            &format!("-w {workers}"),
+        );
     }
 }
 
@@ -39,7 +43,11 @@ fn two_processes_of_two_workers_equal_the_oracle() {
     let expected = oracle(&spec, &generated(&g));
     let dir = temp_dir("cluster");
     let hostfile = dir.join("hosts.txt");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
     let db = dir.join("cluster.db");
     let children: Vec<_> = (0..2)
         .map(|p| {
@@ -71,12 +79,21 @@ fn file_source_equals_the_oracle_and_a_second_run_adds_nothing() {
     let expected = oracle(&spec, &from_files(&input));
     assert_interesting(&expected, &spec);
     let db = dir.join("files.db");
-    let args = vec!["-w".to_string(), "2".into(), "--input".into(), input.display().to_string()];
+    let args = vec![
+        "-w".to_string(),
+        "2".into(),
+        "--input".into(),
+        input.display().to_string(),
+    ];
     run_sqlite(&args, &db);
     assert_tables_eq(&expected, &read_sqlite(&db, &spec), "file source");
     // Everything is covered by progress: a rerun reads nothing and changes nothing.
     run_sqlite(&args, &db);
-    assert_tables_eq(&expected, &read_sqlite(&db, &spec), "file source, second run");
+    assert_tables_eq(
+        &expected,
+        &read_sqlite(&db, &spec),
+        "file source, second run",
+    );
 }
 
 #[test]
@@ -86,11 +103,20 @@ fn a_second_dataflow_with_nested_paths_and_sums() {
     std::fs::create_dir_all(&input).unwrap();
     // Orders have no message timestamp in files; use a variant with a field event time.
     let dataflow = dir.join("orders.toml");
-    let text = std::fs::read_to_string("dataflows/orders.toml").unwrap().replace(
-        "[event_time]\nsource = \"message_timestamp\"",
-        "[event_time]\nfield = \"placed_at\"",
-    );
-    std::fs::write(&dataflow, text.replace("name = \"placed_at\"\npath = \"order.placed\"\ntype = \"timestamp\"", "name = \"placed_at\"\npath = \"order.placed\"\ntype = \"timestamp\"\nrequired = true")).unwrap();
+    let text = std::fs::read_to_string("dataflows/orders.toml")
+        .unwrap()
+        .replace(
+            "[event_time]\nsource = \"message_timestamp\"",
+            "[event_time]\nfield = \"placed_at\"",
+        );
+    std::fs::write(
+        &dataflow,
+        text.replace(
+            "name = \"placed_at\"\npath = \"order.placed\"\ntype = \"timestamp\"",
+            "name = \"placed_at\"\npath = \"order.placed\"\ntype = \"timestamp\"\nrequired = true",
+        ),
+    )
+    .unwrap();
     let spec = spec(dataflow.to_str().unwrap());
     let mut lines = String::new();
     let countries = ["NO", "SE", "DK"];
@@ -109,7 +135,14 @@ fn a_second_dataflow_with_nested_paths_and_sums() {
     std::fs::write(input.join("p0.jsonl"), &lines).unwrap();
     let expected = oracle(&spec, &from_files(&input));
     let db = dir.join("orders.db");
-    let args = vec!["-w".to_string(), "2".into(), "--input".into(), input.display().to_string(), "--dataflow".into(), dataflow.display().to_string()];
+    let args = vec![
+        "-w".to_string(),
+        "2".into(),
+        "--input".into(),
+        input.display().to_string(),
+        "--dataflow".into(),
+        dataflow.display().to_string(),
+    ];
     run_sqlite(&args, &db);
     let actual = read_sqlite(&db, &spec);
     assert_tables_eq(&expected, &actual, "orders");

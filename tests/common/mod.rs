@@ -80,7 +80,11 @@ pub fn generated(g: &GeneratorConfig) -> Dataset {
         let messages = (0..g.partition_len(p).unwrap_or(0))
             .map(|o| {
                 let timestamp = g.message(p, o, &mut buf);
-                Msg { offset: o, payload: buf.clone(), timestamp: Some(timestamp) }
+                Msg {
+                    offset: o,
+                    payload: buf.clone(),
+                    timestamp: Some(timestamp),
+                }
             })
             .collect();
         data.insert(p, messages);
@@ -98,7 +102,11 @@ pub fn from_files(dir: &Path) -> Dataset {
         let mut messages = Vec::new();
         for line in bytes.split_inclusive(|b| *b == b'\n') {
             let payload = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
-            messages.push(Msg { offset, payload, timestamp: None });
+            messages.push(Msg {
+                offset,
+                payload,
+                timestamp: None,
+            });
             offset += line.len() as i64;
         }
         data.insert(p as i32, messages);
@@ -110,7 +118,10 @@ pub fn from_files(dir: &Path) -> Dataset {
 pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
     let tables = TableSet::new(spec);
     let schema = Schema::new(spec, weir::schema::DEFAULT_MAX_RECORD_BYTES);
-    let mut out: Tables = tables.tables[..TableSet::PROGRESS].iter().map(|t| (t.name.clone(), BTreeSet::new())).collect();
+    let mut out: Tables = tables.tables[..TableSet::PROGRESS]
+        .iter()
+        .map(|t| (t.name.clone(), BTreeSet::new()))
+        .collect();
     let mut rows: BTreeMap<Key, Vec<Cell>> = BTreeMap::new();
     // (window, start, dimension, value) -> (distinct keys, records, numbers per aggregate)
     type Acc = (HashSet<Key>, i64, Vec<Vec<f64>>);
@@ -118,22 +129,43 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
     for (partition, messages) in data {
         let mut clock = PartitionClock::new(0, spec.allowed_lateness_ms);
         for m in messages {
-            let truncated = m.payload[..m.payload.len().min(weir::schema::DEAD_LETTER_PAYLOAD_BYTES)].to_vec();
-            let reject = |kind| weir::source::Reject { partition: *partition, offset: m.offset, kind, payload: truncated.clone(), size: m.payload.len() };
+            let truncated =
+                m.payload[..m.payload.len().min(weir::schema::DEAD_LETTER_PAYLOAD_BYTES)].to_vec();
+            let reject = |kind| weir::source::Reject {
+                partition: *partition,
+                offset: m.offset,
+                kind,
+                payload: truncated.clone(),
+                size: m.payload.len(),
+            };
             match schema.parse(&m.payload, m.timestamp) {
                 Err(reason) => {
-                    let (_, cells) = tables.reject_cells(&reject(weir::source::RejectKind::DeadLetter { reason }));
-                    out.get_mut(&tables.tables[TableSet::DEAD_LETTERS].name).unwrap().insert(render_cells(&cells));
+                    let (_, cells) = tables
+                        .reject_cells(&reject(weir::source::RejectKind::DeadLetter { reason }));
+                    out.get_mut(&tables.tables[TableSet::DEAD_LETTERS].name)
+                        .unwrap()
+                        .insert(render_cells(&cells));
                 }
                 Ok(p) => {
                     let watermark = clock.watermark;
                     if clock.observe(p.event_time) {
-                        let kind = weir::source::RejectKind::Late { event_time: p.event_time, watermark };
+                        let kind = weir::source::RejectKind::Late {
+                            event_time: p.event_time,
+                            watermark,
+                        };
                         let (_, cells) = tables.reject_cells(&reject(kind));
-                        out.get_mut(&tables.tables[TableSet::LATE].name).unwrap().insert(render_cells(&cells));
+                        out.get_mut(&tables.tables[TableSet::LATE].name)
+                            .unwrap()
+                            .insert(render_cells(&cells));
                         continue;
                     }
-                    let record = weir::schema::Record { partition: *partition, offset: m.offset, event_time: p.event_time, key: p.key.clone(), values: p.values.clone() };
+                    let record = weir::schema::Record {
+                        partition: *partition,
+                        offset: m.offset,
+                        event_time: p.event_time,
+                        key: p.key.clone(),
+                        values: p.values.clone(),
+                    };
                     rows.insert(p.key.clone(), tables.row_cells(&record));
                     for (w, window) in spec.windows.iter().enumerate() {
                         let (size, slide) = (window.spec.size, window.spec.slide);
@@ -142,11 +174,21 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
                             if p.event_time < start + size {
                                 for (d, field) in spec.dimensions.iter().enumerate() {
                                     let label = p.values[*field].label();
-                                    let acc = windows.entry((w, start, d, label)).or_insert_with(|| (HashSet::new(), 0, vec![Vec::new(); spec.aggregates.len()]));
+                                    let acc =
+                                        windows.entry((w, start, d, label)).or_insert_with(|| {
+                                            (
+                                                HashSet::new(),
+                                                0,
+                                                vec![Vec::new(); spec.aggregates.len()],
+                                            )
+                                        });
                                     acc.0.insert(p.key.clone());
                                     acc.1 += 1;
                                     for (a, agg) in spec.aggregates.iter().enumerate() {
-                                        if let AggregateFn::Sum(f) | AggregateFn::Min(f) | AggregateFn::Max(f) = agg.function {
+                                        if let AggregateFn::Sum(f)
+                                        | AggregateFn::Min(f)
+                                        | AggregateFn::Max(f) = agg.function
+                                        {
                                             if let Some(x) = p.values[f].number() {
                                                 acc.2[a].push(x);
                                             }
@@ -178,12 +220,22 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
             .enumerate()
             .map(|(a, agg)| match agg.function {
                 AggregateFn::Count => weir::operators::window::AggregateValue::Int(records),
-                AggregateFn::CountDistinct => weir::operators::window::AggregateValue::Int(keys.len() as i64),
+                AggregateFn::CountDistinct => {
+                    weir::operators::window::AggregateValue::Int(keys.len() as i64)
+                }
                 AggregateFn::Sum(_) => weir::operators::window::AggregateValue::Float(Some(
-                    numbers[a].iter().map(|x| (x * 1e9).round() as i128).sum::<i128>() as f64 / 1e9,
+                    numbers[a]
+                        .iter()
+                        .map(|x| (x * 1e9).round() as i128)
+                        .sum::<i128>() as f64
+                        / 1e9,
                 )),
-                AggregateFn::Min(_) => weir::operators::window::AggregateValue::Float(numbers[a].iter().copied().reduce(f64::min)),
-                AggregateFn::Max(_) => weir::operators::window::AggregateValue::Float(numbers[a].iter().copied().reduce(f64::max)),
+                AggregateFn::Min(_) => weir::operators::window::AggregateValue::Float(
+                    numbers[a].iter().copied().reduce(f64::min),
+                ),
+                AggregateFn::Max(_) => weir::operators::window::AggregateValue::Float(
+                    numbers[a].iter().copied().reduce(f64::max),
+                ),
             })
             .collect();
         let result = weir::operators::window::WindowResult {
@@ -194,8 +246,12 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
             value,
             aggregates,
         };
-        out.get_mut(&tables.tables[TableSet::BY_VALUE].name).unwrap().insert(render_cells(&tables.by_value_cells(&result)));
-        out.get_mut(&tables.tables[TableSet::BY_WINDOW].name).unwrap().insert(render_cells(&tables.by_window_cells(&result)));
+        out.get_mut(&tables.tables[TableSet::BY_VALUE].name)
+            .unwrap()
+            .insert(render_cells(&tables.by_value_cells(&result)));
+        out.get_mut(&tables.tables[TableSet::BY_WINDOW].name)
+            .unwrap()
+            .insert(render_cells(&tables.by_window_cells(&result)));
     }
     out
 }
@@ -225,11 +281,18 @@ pub fn render_cells(cells: &[Cell]) -> Vec<String> {
 /// Reads every table of `spec` (but progress) from a SQLite file.
 pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
     let tables = TableSet::new(spec);
-    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut out = Tables::new();
     for table in &tables.tables[..TableSet::PROGRESS] {
-        let mut statement = db.prepare(&format!("SELECT {} FROM {}", table.column_list(), table.name)).unwrap();
+        let mut statement = db
+            .prepare(&format!(
+                "SELECT {} FROM {}",
+                table.column_list(),
+                table.name
+            ))
+            .unwrap();
         let types: Vec<ColumnType> = table.columns.iter().map(|(_, t)| *t).collect();
         let rows: BTreeSet<Vec<String>> = statement
             .query_map([], |r| {
@@ -278,9 +341,20 @@ pub fn read_cassandra(addr: &str, keyspace: &str, spec: &DataflowSpec) -> Tables
         let session = cql_session(addr).await;
         let mut out = Tables::new();
         for table in &tables.tables[..TableSet::PROGRESS] {
-            let query = format!("SELECT {} FROM {keyspace}.{}", table.column_list(), table.name);
-            let rows: Vec<scylla::value::Row> =
-                session.query_iter(query, ()).await.unwrap().rows_stream().unwrap().try_collect().await.unwrap();
+            let query = format!(
+                "SELECT {} FROM {keyspace}.{}",
+                table.column_list(),
+                table.name
+            );
+            let rows: Vec<scylla::value::Row> = session
+                .query_iter(query, ())
+                .await
+                .unwrap()
+                .rows_stream()
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
             let rendered = rows
                 .into_iter()
                 .map(|row| {
@@ -328,7 +402,10 @@ pub fn assert_tables_eq(expected: &Tables, actual: &Tables, what: &str) {
 pub fn assert_interesting(tables: &Tables, spec: &DataflowSpec) {
     let t = &spec.tables;
     for name in [&t.rows, &t.by_value, &t.by_window, &t.dead_letters, &t.late] {
-        assert!(!tables[name].is_empty(), "the oracle's {name} is empty: the data set is too tame");
+        assert!(
+            !tables[name].is_empty(),
+            "the oracle's {name} is empty: the data set is too tame"
+        );
     }
 }
 
@@ -349,8 +426,15 @@ pub fn cassandra_addr() -> String {
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh temporary directory.
@@ -362,19 +446,30 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The `weir` binary with quiet output, in the crate directory.
 pub fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("WEIR_FAILPOINTS").arg("--quiet").stdin(Stdio::null());
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("WEIR_FAILPOINTS")
+        .arg("--quiet")
+        .stdin(Stdio::null());
     c
 }
 
 /// Runs a command to completion with a time limit; returns status, stdout and stderr.
 pub fn run(mut command: Command, limit: Duration) -> (ExitStatus, String, String) {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn weir");
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weir");
     wait_output(child, limit)
 }
 
@@ -384,12 +479,19 @@ pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, St
     loop {
         if let Some(_status) = child.try_wait().unwrap() {
             let output = child.wait_with_output().unwrap();
-            return (output.status, String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into());
+            return (
+                output.status,
+                String::from_utf8_lossy(&output.stdout).into(),
+                String::from_utf8_lossy(&output.stderr).into(),
+            );
         }
         if started.elapsed() > limit {
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
-            panic!("weir did not finish within {limit:?}; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+            panic!(
+                "weir did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -405,25 +507,45 @@ pub fn produce(topic: &str, data: &Dataset) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &brokers).set("broker.address.family", "v4");
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("broker.address.family", "v4");
         let admin: AdminClient<_> = config.create().unwrap();
         let new = NewTopic::new(topic, data.len() as i32, TopicReplication::Fixed(1));
-        let result = admin.create_topics([&new], &AdminOptions::new()).await.expect("create topic");
+        let result = admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .expect("create topic");
         for r in result {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
-        let producer: FutureProducer = config.clone().set("linger.ms", "5").set("acks", "all").create().unwrap();
+        let producer: FutureProducer = config
+            .clone()
+            .set("linger.ms", "5")
+            .set("acks", "all")
+            .create()
+            .unwrap();
         for (partition, messages) in data {
             // Sequential per partition, so the broker's offsets are the data set's.
             for chunk in messages.chunks(1) {
                 let m = &chunk[0];
                 let key = format!("{partition}-{}", m.offset);
-                let mut record = FutureRecord::to(topic).partition(*partition).payload(&m.payload).key(&key);
+                let mut record = FutureRecord::to(topic)
+                    .partition(*partition)
+                    .payload(&m.payload)
+                    .key(&key);
                 if let Some(ts) = m.timestamp {
                     record = record.timestamp(ts);
                 }
-                let delivered = producer.send(record, Duration::from_secs(30)).await.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-                assert_eq!((delivered.partition, delivered.offset), (*partition, m.offset), "broker offsets must match the data set");
+                let delivered = producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                assert_eq!(
+                    (delivered.partition, delivered.offset),
+                    (*partition, m.offset),
+                    "broker offsets must match the data set"
+                );
             }
         }
     });

@@ -1,0 +1,470 @@
+//! `cql-server`: an in-memory, single-node CQL (native protocol v4) server for integration
+//! tests, built on the `kassandra` library (which has no server binary of its own).
+//!
+//! Usage: `cql-server [--listen IP:PORT] [--port-file PATH]`
+//!
+//! * One `KassandraSession` (one database) is shared by every connection, behind a mutex.
+//! * Each connection is served by a reader task (decode, execute, encode) and a writer task;
+//!   clients may pipeline many requests (streams) per connection.
+//! * kassandra panics on some inputs (counters, unimplemented opcodes, ...). Every call into it
+//!   runs under `catch_unwind`, and a panic becomes a CQL `ServerError` response for that one
+//!   request; the connection and the process keep running.
+//! * kassandra's data model is incomplete: see /work/shared/TESTBED.md ("CQL: kassandra") for
+//!   the queries that are silently wrong there.
+
+use std::{
+    any::Any,
+    fs,
+    io::{self, Write},
+    net::SocketAddr,
+    panic::{self, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use kassandra::{
+    error::DbError,
+    frame::{
+        self,
+        request::{Request, RequestOpcode},
+        response::{error::Error as CqlError, result::QueryResult, Response, ResponseOpcode},
+        FrameFlags, FrameParams, ProtocolVersion,
+    },
+    KassandraSession,
+};
+use tokio::{
+    net::{tcp::OwnedWriteHalf, TcpListener, TcpStream},
+    sync::mpsc,
+};
+
+const USAGE: &str = "usage: cql-server [--listen IP:PORT] [--port-file PATH]
+  --listen IP:PORT    address to bind (default 127.0.0.1:0, i.e. any free port)
+  --port-file PATH    after binding, write the port number to PATH (atomically)
+Prints one line `listening IP:PORT` to stdout once ready, then serves until killed.";
+
+/// kassandra keeps the current keyspace (`USE ks`) inside the session, but here the session is
+/// shared by all connections while `USE` is per connection in CQL. Before every call the
+/// connection's own keyspace is put back into the session. kassandra has no way to *clear* it,
+/// so a connection without `USE` gets this name, which no CQL statement can create: unqualified
+/// table names then fail ("Keyspace or table does nor exist") instead of silently resolving
+/// against another connection's keyspace.
+const NO_KEYSPACE: &str = "\u{0}no keyspace selected (send USE or qualify the table name)";
+
+/// Responses queued per connection before the reader waits for the writer.
+const RESPONSE_QUEUE: usize = 1024;
+
+type SharedSession = Arc<Mutex<KassandraSession>>;
+
+/// A response frame ready for `kassandra::frame::raw_response_sink`.
+type OutFrame = (FrameParams, ResponseOpcode, Bytes);
+
+struct Args {
+    listen: SocketAddr,
+    port_file: Option<PathBuf>,
+}
+
+/// Parses the command line. `Ok(None)` means help was requested.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut listen: Option<String> = None;
+    let mut port_file: Option<String> = None;
+
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let slot = match flag.as_str() {
+            "--listen" => &mut listen,
+            "--port-file" => &mut port_file,
+            _ => return Err(format!("unknown argument '{arg}'")),
+        };
+        if slot.is_some() {
+            return Err(format!("{flag} given more than once"));
+        }
+        let value = match inline_value {
+            Some(value) => value,
+            None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
+        };
+        if value.is_empty() {
+            return Err(format!("{flag} needs a non-empty value"));
+        }
+        *slot = Some(value);
+    }
+
+    let listen = listen.as_deref().unwrap_or("127.0.0.1:0");
+    let listen = listen.parse::<SocketAddr>().map_err(|_| {
+        format!("invalid --listen address '{listen}' (expected IP:PORT, e.g. 127.0.0.1:0)")
+    })?;
+    Ok(Some(Args {
+        listen,
+        port_file: port_file.map(PathBuf::from),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("cql-server: error: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+
+    install_panic_hook();
+
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cql-server: error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("cql-server: error: cannot read the bound address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if let Some(path) = &args.port_file {
+        if let Err(e) = write_port_file(path, local.port()) {
+            eprintln!(
+                "cql-server: error: cannot write port file {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+
+    // The readiness line. A closed stdout must not stop the server, so report and go on.
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "listening {local}").and_then(|()| stdout.flush()) {
+        eprintln!("cql-server: warning: cannot write the listening line to stdout: {e}");
+    }
+    drop(stdout);
+
+    let session: SharedSession = Arc::new(Mutex::new(KassandraSession::new()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(stream, peer, Arc::clone(&session)));
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                eprintln!("cql-server: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Writes the port to `path` via a temporary file and a rename, so a reader sees either no file
+/// or the complete number (no trailing newline).
+fn write_port_file(path: &Path, port: u16) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, port.to_string())?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Panics are caught and answered (see `handle_frame`); print each as one stderr line instead of
+/// the default multi-line report.
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "cql-server: panic{location}: {}",
+            panic_message(info.payload())
+        );
+    }));
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(non-string panic payload)"
+    }
+}
+
+/// Per-connection protocol state.
+struct Connection {
+    peer: SocketAddr,
+    /// Set by a successful `USE ks` on this connection.
+    keyspace: Option<String>,
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, session: SharedSession) {
+    // Responses are small and latency matters far more than packet count.
+    if let Err(e) = stream.set_nodelay(true) {
+        eprintln!("cql-server: {peer}: cannot set TCP_NODELAY: {e}");
+    }
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<OutFrame>(RESPONSE_QUEUE);
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+
+    let mut conn = Connection {
+        peer,
+        keyspace: None,
+    };
+    let mut requests = frame::request_stream(reader);
+    while let Some(item) = requests.next().await {
+        match item {
+            // Requests are executed in arrival order right here. All of them need the one
+            // session mutex anyway, and the critical section is short, so blocking this worker
+            // thread for it is cheaper than a hand-off to another thread per request.
+            // Concurrency comes from many connections and from pipelining: the client does not
+            // wait for one stream's answer before sending the next.
+            Ok((params, opcode, body)) => {
+                let response = handle_frame(&session, &mut conn, params, opcode, &body);
+                if tx.send(response).await.is_err() {
+                    break; // The writer has stopped (and said why).
+                }
+            }
+            Err(e) => {
+                // The codec cannot resynchronise after a bad frame, so close the connection.
+                if !is_disconnect(&e) {
+                    eprintln!("cql-server: {peer}: closing connection after a bad or truncated frame: {e}");
+                }
+                break;
+            }
+        }
+    }
+    drop(tx); // Lets the writer drain what is queued and finish.
+    let _ = writer_task.await;
+}
+
+/// Sends queued responses, coalescing everything already queued into one flush.
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<OutFrame>,
+    peer: SocketAddr,
+) {
+    let mut sink = frame::raw_response_sink(writer);
+    while let Some(first) = rx.recv().await {
+        let mut result = sink.feed(first).await;
+        while result.is_ok() {
+            match rx.try_recv() {
+                Ok(next) => result = sink.feed(next).await,
+                Err(_) => break,
+            }
+        }
+        if result.is_ok() {
+            result = sink.flush().await;
+        }
+        if let Err(e) = result {
+            if !is_disconnect(&e) {
+                eprintln!("cql-server: {peer}: write failed, closing connection: {e}");
+            }
+            return;
+        }
+    }
+}
+
+/// True for the errors of a client that simply went away.
+fn is_disconnect(e: &eyre::Report) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            )
+        })
+    })
+}
+
+/// Turns one request frame into one response frame. Never panics: kassandra is only called under
+/// `catch_unwind`.
+fn handle_frame(
+    session: &Mutex<KassandraSession>,
+    conn: &mut Connection,
+    params: FrameParams,
+    opcode: RequestOpcode,
+    body: &[u8],
+) -> OutFrame {
+    let response = if params.version.is_unsupported() {
+        // The message drivers look for before downgrading the protocol version.
+        Response::unsupported_version()
+    } else {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            dispatch(session, conn, opcode, body, params.flags)
+        }))
+        .unwrap_or_else(|payload| {
+            server_error(format!(
+                "kassandra panicked on a {opcode:?} request: {}",
+                panic_message(payload.as_ref())
+            ))
+        })
+    };
+    encode(params.stream, response, conn.peer)
+}
+
+/// Decodes and executes one request.
+fn dispatch(
+    session: &Mutex<KassandraSession>,
+    conn: &mut Connection,
+    opcode: RequestOpcode,
+    body: &[u8],
+    flags: FrameFlags,
+) -> Response {
+    // Parsing (including the CQL text) happens outside the session lock.
+    let request = match Request::deserialize(opcode, body, flags) {
+        Ok(request) => request,
+        Err(e) => return Response::Error(e),
+    };
+    match request {
+        Request::Options => Response::options(),
+        Request::StartUp(options) => {
+            // OPTIONS advertises no compression; refuse it rather than misread compressed frames.
+            if options.contains_key("COMPRESSION") {
+                protocol_error("compression is not supported by this server")
+            } else {
+                Response::Ready
+            }
+        }
+        // Accept event registration (drivers register on their control connection) but never
+        // push events: kassandra cannot serialize them, and a single node has no topology news.
+        Request::Register { .. } => Response::Ready,
+        Request::AuthResponse => protocol_error("authentication is not supported by this server"),
+        Request::Query(query) => execute(session, conn, |s| s.process(query)),
+        Request::Prepare(query) => execute(session, conn, |s| s.prepare(query)),
+        Request::Execute(execute_req) => execute(session, conn, |s| s.execute(execute_req)),
+        Request::Batch(batch) => execute(session, conn, |s| s.process_batch(batch)),
+    }
+}
+
+/// Runs `op` on the shared session with this connection's keyspace selected.
+fn execute(
+    session: &Mutex<KassandraSession>,
+    conn: &mut Connection,
+    op: impl FnOnce(&mut KassandraSession) -> Result<QueryResult, CqlError>,
+) -> Response {
+    let result = {
+        // A panic in an earlier request poisons the mutex. kassandra's in-memory state is still
+        // usable (at worst that one statement was half applied), so keep serving.
+        let mut guard = session.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.use_keyspace(conn.keyspace.as_deref().unwrap_or(NO_KEYSPACE));
+        op(&mut guard)
+    };
+    match result {
+        Ok(result) => {
+            if let QueryResult::SetKeyspace(set) = &result {
+                conn.keyspace = Some(set.keyspace_name.clone());
+            }
+            Response::Result(result)
+        }
+        Err(e) => Response::Error(e),
+    }
+}
+
+fn server_error(message: String) -> Response {
+    Response::Error(CqlError::new(DbError::ServerError, message))
+}
+
+fn protocol_error(message: &str) -> Response {
+    Response::Error(CqlError::new(DbError::ProtocolError, message))
+}
+
+/// Serializes a response body (under `catch_unwind`: some kassandra response types are
+/// `unimplemented!()`) and wraps it for the raw response sink.
+fn encode(stream: i16, response: Response, peer: SocketAddr) -> OutFrame {
+    let serialize = |response: &Response| {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut body = BytesMut::new();
+            let mut flags = FrameFlags::empty();
+            response
+                .serialize(&mut body, &mut flags)
+                .map(|()| (body, flags))
+        }))
+        .map_err(|payload| format!("panic: {}", panic_message(payload.as_ref())))
+        .and_then(|result| result.map_err(|e| e.to_string()))
+    };
+
+    let (opcode, body, flags) = match serialize(&response) {
+        Ok((body, flags)) => (response_opcode(&response), body, flags),
+        Err(why) => {
+            eprintln!("cql-server: {peer}: cannot serialize a response: {why}");
+            let fallback = server_error(format!(
+                "cql-server could not serialize the response: {why}"
+            ));
+            // Error bodies are plain strings and integers; this cannot fail.
+            let (body, flags) =
+                serialize(&fallback).unwrap_or_else(|_| (BytesMut::new(), FrameFlags::empty()));
+            (ResponseOpcode::Error, body, flags)
+        }
+    };
+    let params = FrameParams {
+        version: ProtocolVersion::V4,
+        flags,
+        stream,
+    };
+    (params, opcode, body.freeze())
+}
+
+fn response_opcode(response: &Response) -> ResponseOpcode {
+    match response {
+        Response::Error(_) => ResponseOpcode::Error,
+        Response::Ready => ResponseOpcode::Ready,
+        Response::Authenticate(_) => ResponseOpcode::Authenticate,
+        Response::Supported(_) => ResponseOpcode::Supported,
+        Response::Result(_) => ResponseOpcode::Result,
+        Response::Event(_) => ResponseOpcode::Event,
+        Response::AuthChallenge(_) => ResponseOpcode::AuthChallenge,
+        Response::AuthSuccess(_) => ResponseOpcode::AuthSuccess,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn args() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(a.listen.to_string(), "127.0.0.1:0");
+        assert!(a.port_file.is_none());
+
+        let a = parse(&["--listen", "127.0.0.1:9042", "--port-file=/tmp/p"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.listen.port(), 9042);
+        assert_eq!(a.port_file.unwrap(), PathBuf::from("/tmp/p"));
+
+        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--listen"]).is_err());
+        assert!(parse(&["--listen", "localhost"]).is_err());
+        assert!(parse(&["--port", "1"]).is_err());
+        assert!(parse(&["--listen=127.0.0.1:1", "--listen=127.0.0.1:2"]).is_err());
+    }
+}
