@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -519,33 +520,23 @@ pub fn produce(topic: &str, data: &Dataset) {
         for r in result {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
-        let producer: FutureProducer = config
-            .clone()
-            .set("linger.ms", "5")
-            .set("acks", "all")
-            .create()
-            .unwrap();
+        // Idempotence keeps each partition's order with several requests in flight, so the
+        // broker's offsets are the data set's.
+        let producer: FutureProducer = config.clone().set("linger.ms", "5").set("enable.idempotence", "true").create().unwrap();
         for (partition, messages) in data {
-            // Sequential per partition, so the broker's offsets are the data set's.
-            for chunk in messages.chunks(1) {
-                let m = &chunk[0];
+            let mut pending = Vec::new();
+            for m in messages {
                 let key = format!("{partition}-{}", m.offset);
-                let mut record = FutureRecord::to(topic)
-                    .partition(*partition)
-                    .payload(&m.payload)
-                    .key(&key);
+                let mut record = FutureRecord::to(topic).partition(*partition).payload(&m.payload).key(&key);
                 if let Some(ts) = m.timestamp {
                     record = record.timestamp(ts);
                 }
-                let delivered = producer
-                    .send(record, Duration::from_secs(30))
-                    .await
-                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-                assert_eq!(
-                    (delivered.partition, delivered.offset),
-                    (*partition, m.offset),
-                    "broker offsets must match the data set"
-                );
+                let future = producer.send_result(record).unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                pending.push((m.offset, future));
+            }
+            for (offset, future) in pending {
+                let delivered = future.await.expect("delivery").unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                assert_eq!((delivered.partition, delivered.offset), (*partition, offset), "broker offsets must match the data set");
             }
         }
     });
@@ -554,4 +545,97 @@ pub fn produce(topic: &str, data: &Dataset) {
 /// Labels for `Value` in test messages.
 pub fn label(v: &Value) -> String {
     v.label()
+}
+
+/// The users dataflow with second-sized windows, so that progress advances during a short
+/// test (with one-hour windows every restart would replay from the hour's start).
+pub fn small_windows_dataflow(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string("dataflows/users_created.toml").unwrap();
+    let start = text.find("[[windows]]").unwrap();
+    let end = text.find("[[aggregates]]").unwrap();
+    let windows = "[[windows]]\nname = \"1s\"\nsize = \"1s\"\n\n[[windows]]\nname = \"5s\"\nsize = \"5s\"\n\n\
+                   [[windows]]\nname = \"2s_every_500ms\"\nsize = \"2s\"\nslide = \"500ms\"\n\n";
+    let text = format!("{}{windows}{}", &text[..start], &text[end..])
+        .replace("allowed_lateness = \"5s\"", "allowed_lateness = \"1s\"");
+    let path = dir.join("users_small_windows.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Kills weir again and again (at failpoints and at random moments), then lets it finish.
+/// Returns the number of kills.
+pub fn crash_loop(args: &[String], min_kills: usize, seed: u64, ranges: &KillRanges) -> usize {
+    let points = [
+        "sink.after_data_write",
+        "sink.mid_batch",
+        "source.parse",
+        "progress.before_write",
+        "progress.after_write",
+        "random",
+    ];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut kills = 0;
+    let mut attempt = 0;
+    while kills < min_kills {
+        attempt += 1;
+        assert!(
+            attempt < min_kills * 3,
+            "only {kills} kills in {attempt} runs: the input ends too soon for this test"
+        );
+        let point = points[attempt % points.len()];
+        let mut cmd = weir();
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        let at = match point {
+            "source.parse" => rng.u64(ranges.parse.clone()),
+            "sink.mid_batch" => rng.u64(ranges.mid_batch.clone()),
+            "sink.after_data_write" => rng.u64(ranges.after_write.clone()),
+            "random" => 0,
+            _ => rng.u64(ranges.progress.clone()),
+        };
+        if point != "random" {
+            cmd.env("WEIR_FAILPOINTS", format!("{point}={at}"));
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now()
+            + if point == "random" {
+                Duration::from_millis(rng.u64(ranges.random_ms.clone()))
+            } else {
+                Duration::from_secs(120)
+            };
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        eprintln!("attempt {attempt}: {point}={at} -> {status} after {:?}", started.elapsed());
+        match status.signal() {
+            Some(9) => kills += 1,
+            _ if status.success() => {}
+            _ => {
+                let (_, _, stderr) = wait_output(child, Duration::from_secs(5));
+                panic!("weir failed (not killed): {status}\n{stderr}");
+            }
+        }
+    }
+    let mut cmd = weir();
+    cmd.args(args);
+    let (status, _, stderr) = run(cmd, Duration::from_secs(300));
+    assert!(status.success(), "final run failed: {status}\n{stderr}");
+    kills
+}
+
+
+/// Where the failpoints fire: the n-th pass, n drawn from these ranges.
+pub struct KillRanges {
+    pub parse: std::ops::Range<u64>,
+    pub mid_batch: std::ops::Range<u64>,
+    pub after_write: std::ops::Range<u64>,
+    pub progress: std::ops::Range<u64>,
+    pub random_ms: std::ops::Range<u64>,
 }

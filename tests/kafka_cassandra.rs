@@ -1,0 +1,95 @@
+//! Kafka (tansu) -> Weir -> Cassandra (kassandra), through the real rdkafka and scylla clients:
+//! the oracle at 1, 2 and 4 workers and across 2 processes, and 20+ kills.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Flags for reading `topic` from the test broker to its end and writing `keyspace`.
+fn kafka_cassandra_args(topic: &str, keyspace: &str) -> Vec<String> {
+    [
+        "--brokers",
+        &kafka_addr(),
+        "--topic",
+        topic,
+        "--until",
+        "end",
+        // The test broker listens on IPv4 only.
+        "--kafka-config",
+        "broker.address.family=v4",
+        "--cassandra",
+        &cassandra_addr(),
+        "--keyspace",
+        keyspace,
+        "--cassandra-test-server",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn kafka_to_cassandra_equals_the_oracle_at_1_2_4_workers_and_2_processes() {
+    let spec = spec("dataflows/users_created.toml");
+    let g = generator(31, 4, 4000, 0.0);
+    let data = generated(&g);
+    let expected = oracle(&spec, &data);
+    assert_interesting(&expected, &spec);
+    let topic = unique("users");
+    produce(&topic, &data);
+
+    for workers in [1, 2, 4] {
+        let keyspace = unique("ks");
+        let mut cmd = weir();
+        cmd.args(kafka_cassandra_args(&topic, &keyspace)).args(["-w", &workers.to_string()]);
+        let (status, _, stderr) = run(cmd, Duration::from_secs(300));
+        assert!(status.success(), "-w {workers}: {status}\n{stderr}");
+        assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), &format!("kafka -> cassandra, -w {workers}"));
+    }
+
+    let keyspace = unique("ks");
+    let dir = temp_dir("kafka_cluster");
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            let mut cmd = weir();
+            cmd.args(kafka_cassandra_args(&topic, &keyspace))
+                .args(["-w", "2", "-n", "2", "-p", &p.to_string(), "--hostfile"])
+                .arg(&hostfile)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let (status, _, stderr) = wait_output(child, Duration::from_secs(300));
+        assert!(status.success(), "2 processes: {status}\n{stderr}");
+    }
+    assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), "kafka -> cassandra, 2 processes x -w 2");
+}
+
+#[test]
+fn twenty_kills_with_kafka_and_cassandra_leave_the_oracle_tables() {
+    let dir = temp_dir("crash_kafka");
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    // Second-sized windows over 60 s of event time, so that progress advances between kills.
+    let g = generator(41, 4, 90_000, 1500.0);
+    let data = generated(&g);
+    let expected = oracle(&spec, &data);
+    assert_interesting(&expected, &spec);
+    let topic = unique("users_crash");
+    produce(&topic, &data);
+    let keyspace = unique("ks_crash");
+    let mut args = kafka_cassandra_args(&topic, &keyspace);
+    args.extend(["-w".into(), "2".into(), "--dataflow".into(), dataflow.display().to_string(), "--progress-interval".into(), "20ms".into()]);
+    // Small batches and a small in-flight bound keep each run long enough to be killed.
+    args.extend(["--batch".into(), "64".into(), "--max-in-flight".into(), "2000".into()]);
+    let ranges = KillRanges { parse: 1..6000, mid_batch: 1..6000, after_write: 1..300, progress: 1..20, random_ms: 100..900 };
+    let kills = crash_loop(&args, 20, 9, &ranges);
+    assert!(kills >= 20);
+    assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), &format!("kafka -> cassandra after {kills} kills"));
+}
