@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a dataflow (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate dataflow files; errors name the file, line and field.
     Check {
         /// Files to check.
@@ -213,7 +213,7 @@ pub struct RunArgs {
     #[arg(long, env = "WEIR_CASSANDRA_CONCURRENCY", default_value_t = 64)]
     pub cassandra_concurrency: usize,
     /// Test servers without system.peers (kassandra): skip schema agreement. Tests only.
-    #[arg(long, env = "WEIR_CASSANDRA_TEST_SERVER", hide = true)]
+    #[arg(long, env = "WEIR_CASSANDRA_TEST_SERVER", hide = true, value_parser = clap::builder::FalseyValueParser::new())]
     pub cassandra_test_server: bool,
     /// The SQLite database file (the sink when no --cassandra is given).
     #[arg(long, env = "WEIR_SQLITE", default_value = "weir.db")]
@@ -245,7 +245,7 @@ pub struct RunArgs {
     #[arg(long, env = "WEIR_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub connect_timeout: Duration,
     /// Do not print window results.
-    #[arg(short, long, env = "WEIR_QUIET")]
+    #[arg(short, long, env = "WEIR_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
     pub quiet: bool,
     /// Log format.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

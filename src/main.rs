@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let run = match cli.command {
         Some(Command::Check { files }) => return check(&files),
         Some(Command::Generate { out, generator }) => return generate(&out, &generator),
-        Some(Command::Run(run)) => run,
+        Some(Command::Run(run)) => *run,
         None => cli.run,
     };
     init_logging(run.log_format);
@@ -52,11 +52,15 @@ fn fail(e: &weir::Error) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into());
+    use std::io::IsTerminal;
+    // The clients' own chatter (every refused connection, retried by the client) is off by
+    // default: Weir reports what matters in its own words. WEIR_LOG=debug,rdkafka=info shows it.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off,scylla=off".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

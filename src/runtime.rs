@@ -294,11 +294,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     }
 }
 
+/// (partition, resume offset) pairs.
+type Offsets = Vec<(i32, i64)>;
+
 /// Writes this worker's progress records, one write in flight at a time.
 struct ProgressWriter<'a> {
     shared: &'a Shared,
     written: HashMap<i32, (i64, u64)>,
-    in_flight: Arc<Mutex<Option<Vec<(i32, i64)>>>>,
+    /// Set by the store when the write in flight is durable: the offsets it recorded.
+    in_flight: Arc<Mutex<Option<Offsets>>>,
     busy: bool,
     last: Instant,
 }

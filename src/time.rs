@@ -25,7 +25,7 @@ impl WindowSpec {
         if size == 0 || slide == 0 {
             return Err("size and slide must be at least 1ms".into());
         }
-        if slide > size || size % slide != 0 {
+        if slide > size || !size.is_multiple_of(slide) {
             return Err(format!(
                 "size ({size} ms) must be a multiple of slide ({slide} ms)"
             ));

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -27,7 +27,13 @@ fn twenty_kills_at_failpoints_and_random_moments_leave_the_oracle_tables() {
         db.display().to_string(),
     ]);
     args.extend(["--progress-interval".into(), "20ms".into()]);
-    let ranges = KillRanges { parse: 1..1500, mid_batch: 1..10, after_write: 1..10, progress: 1..10, random_ms: 100..800 };
+    let ranges = KillRanges {
+        parse: 1..1500,
+        mid_batch: 1..10,
+        after_write: 1..10,
+        progress: 1..10,
+        random_ms: 100..800,
+    };
     let kills = crash_loop(&args, 20, 5, &ranges);
     assert!(kills >= 20);
     assert_tables_eq(

@@ -43,16 +43,25 @@ fn kafka_to_cassandra_equals_the_oracle_at_1_2_4_workers_and_2_processes() {
     for workers in [1, 2, 4] {
         let keyspace = unique("ks");
         let mut cmd = weir();
-        cmd.args(kafka_cassandra_args(&topic, &keyspace)).args(["-w", &workers.to_string()]);
+        cmd.args(kafka_cassandra_args(&topic, &keyspace))
+            .args(["-w", &workers.to_string()]);
         let (status, _, stderr) = run(cmd, Duration::from_secs(300));
         assert!(status.success(), "-w {workers}: {status}\n{stderr}");
-        assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), &format!("kafka -> cassandra, -w {workers}"));
+        assert_tables_eq(
+            &expected,
+            &read_cassandra(&cassandra_addr(), &keyspace, &spec),
+            &format!("kafka -> cassandra, -w {workers}"),
+        );
     }
 
     let keyspace = unique("ks");
     let dir = temp_dir("kafka_cluster");
     let hostfile = dir.join("hosts.txt");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
     let children: Vec<_> = (0..2)
         .map(|p| {
             let mut cmd = weir();
@@ -68,7 +77,11 @@ fn kafka_to_cassandra_equals_the_oracle_at_1_2_4_workers_and_2_processes() {
         let (status, _, stderr) = wait_output(child, Duration::from_secs(300));
         assert!(status.success(), "2 processes: {status}\n{stderr}");
     }
-    assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), "kafka -> cassandra, 2 processes x -w 2");
+    assert_tables_eq(
+        &expected,
+        &read_cassandra(&cassandra_addr(), &keyspace, &spec),
+        "kafka -> cassandra, 2 processes x -w 2",
+    );
 }
 
 #[test]
@@ -85,11 +98,33 @@ fn twenty_kills_with_kafka_and_cassandra_leave_the_oracle_tables() {
     produce(&topic, &data);
     let keyspace = unique("ks_crash");
     let mut args = kafka_cassandra_args(&topic, &keyspace);
-    args.extend(["-w".into(), "2".into(), "--dataflow".into(), dataflow.display().to_string(), "--progress-interval".into(), "20ms".into()]);
+    args.extend([
+        "-w".into(),
+        "2".into(),
+        "--dataflow".into(),
+        dataflow.display().to_string(),
+        "--progress-interval".into(),
+        "20ms".into(),
+    ]);
     // Small batches and a small in-flight bound keep each run long enough to be killed.
-    args.extend(["--batch".into(), "64".into(), "--max-in-flight".into(), "2000".into()]);
-    let ranges = KillRanges { parse: 1..6000, mid_batch: 1..6000, after_write: 1..300, progress: 1..20, random_ms: 100..900 };
+    args.extend([
+        "--batch".into(),
+        "64".into(),
+        "--max-in-flight".into(),
+        "2000".into(),
+    ]);
+    let ranges = KillRanges {
+        parse: 1..6000,
+        mid_batch: 1..6000,
+        after_write: 1..300,
+        progress: 1..20,
+        random_ms: 100..900,
+    };
     let kills = crash_loop(&args, 20, 9, &ranges);
     assert!(kills >= 20);
-    assert_tables_eq(&expected, &read_cassandra(&cassandra_addr(), &keyspace, &spec), &format!("kafka -> cassandra after {kills} kills"));
+    assert_tables_eq(
+        &expected,
+        &read_cassandra(&cassandra_addr(), &keyspace, &spec),
+        &format!("kafka -> cassandra after {kills} kills"),
+    );
 }

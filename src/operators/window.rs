@@ -74,10 +74,9 @@ impl Accumulator {
     fn add(&mut self, key: &Key, number: Option<f64>) {
         match (self, number) {
             (Accumulator::Count(n), _) => *n += 1,
-            (Accumulator::Distinct(keys), _) => {
-                if !keys.contains(key) {
-                    keys.insert(key.clone());
-                }
+            // Look up before cloning: most records of a window are already in its set.
+            (Accumulator::Distinct(keys), _) if !keys.contains(key) => {
+                keys.insert(key.clone());
             }
             (Accumulator::Sum(s), Some(x)) => *s += (x * SUM_SCALE).round() as i128,
             (Accumulator::Min(m), Some(x)) => *m = Some(m.map_or(x, |m| m.min(x))),
@@ -175,6 +174,9 @@ pub struct WindowResult {
 
 /// Per window and dimension: value -> accumulators.
 type Table = Vec<Vec<HashMap<String, Vec<Accumulator>>>>;
+
+/// (window, dimension) -> value -> accumulators merged from every worker.
+type FinalTable = BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>;
 
 /// Projects records onto what the windows need.
 pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
@@ -298,13 +300,7 @@ pub fn render<'s>(
         "WindowFinals",
         move |_, _| {
             let spec = final_spec;
-            let mut stash: BTreeMap<
-                u64,
-                (
-                    Capability<u64>,
-                    BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>,
-                ),
-            > = BTreeMap::new();
+            let mut stash: BTreeMap<u64, (Capability<u64>, FinalTable)> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     for p in data.drain(..) {

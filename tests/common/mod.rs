@@ -459,7 +459,7 @@ pub fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("WEIR_FAILPOINTS")
-        .arg("--quiet")
+        .env("WEIR_QUIET", "1")
         .stdin(Stdio::null());
     c
 }
@@ -522,21 +522,38 @@ pub fn produce(topic: &str, data: &Dataset) {
         }
         // Idempotence keeps each partition's order with several requests in flight, so the
         // broker's offsets are the data set's.
-        let producer: FutureProducer = config.clone().set("linger.ms", "5").set("enable.idempotence", "true").create().unwrap();
+        let producer: FutureProducer = config
+            .clone()
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
         for (partition, messages) in data {
             let mut pending = Vec::new();
             for m in messages {
                 let key = format!("{partition}-{}", m.offset);
-                let mut record = FutureRecord::to(topic).partition(*partition).payload(&m.payload).key(&key);
+                let mut record = FutureRecord::to(topic)
+                    .partition(*partition)
+                    .payload(&m.payload)
+                    .key(&key);
                 if let Some(ts) = m.timestamp {
                     record = record.timestamp(ts);
                 }
-                let future = producer.send_result(record).unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                let future = producer
+                    .send_result(record)
+                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
                 pending.push((m.offset, future));
             }
             for (offset, future) in pending {
-                let delivered = future.await.expect("delivery").unwrap_or_else(|(e, _)| panic!("produce: {e}"));
-                assert_eq!((delivered.partition, delivered.offset), (*partition, offset), "broker offsets must match the data set");
+                let delivered = future
+                    .await
+                    .expect("delivery")
+                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                assert_eq!(
+                    (delivered.partition, delivered.offset),
+                    (*partition, offset),
+                    "broker offsets must match the data set"
+                );
             }
         }
     });
@@ -613,7 +630,10 @@ pub fn crash_loop(args: &[String], min_kills: usize, seed: u64, ranges: &KillRan
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        eprintln!("attempt {attempt}: {point}={at} -> {status} after {:?}", started.elapsed());
+        eprintln!(
+            "attempt {attempt}: {point}={at} -> {status} after {:?}",
+            started.elapsed()
+        );
         match status.signal() {
             Some(9) => kills += 1,
             _ if status.success() => {}
@@ -629,7 +649,6 @@ pub fn crash_loop(args: &[String], min_kills: usize, seed: u64, ranges: &KillRan
     assert!(status.success(), "final run failed: {status}\n{stderr}");
     kills
 }
-
 
 /// Where the failpoints fire: the n-th pass, n drawn from these ranges.
 pub struct KillRanges {
