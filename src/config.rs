@@ -209,6 +209,12 @@ pub struct RunArgs {
     /// File holding the Cassandra password.
     #[arg(long, env = "WEIR_CASSANDRA_PASSWORD_FILE")]
     pub cassandra_password_file: Option<PathBuf>,
+    /// Connect to Cassandra over TLS (system CA roots unless --cassandra-tls-ca).
+    #[arg(long, env = "WEIR_CASSANDRA_TLS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub cassandra_tls: bool,
+    /// PEM file of the CA certificates that sign Cassandra's certificates (implies TLS).
+    #[arg(long, env = "WEIR_CASSANDRA_TLS_CA")]
+    pub cassandra_tls_ca: Option<PathBuf>,
     /// Cassandra statements in flight per process.
     #[arg(long, env = "WEIR_CASSANDRA_CONCURRENCY", default_value_t = 64)]
     pub cassandra_concurrency: usize,
@@ -333,6 +339,8 @@ impl RunArgs {
             cassandra_user,
             cassandra_password,
             cassandra_password_file,
+            cassandra_tls,
+            cassandra_tls_ca,
             cassandra_concurrency,
             cassandra_test_server,
             sqlite,
@@ -464,6 +472,11 @@ impl RunArgs {
             max_attempts: 8,
             timeout,
             test_server: *cassandra_test_server,
+            tls: (*cassandra_tls || cassandra_tls_ca.is_some()).then(|| {
+                crate::sink::cassandra::CassandraTls {
+                    ca: cassandra_tls_ca.clone(),
+                }
+            }),
         };
         let sink = match (sink, cassandra) {
             (SinkKind::Null, _) => SinkChoice::Null,
@@ -477,6 +490,9 @@ impl RunArgs {
                 ))
             }
         };
+        if let SinkChoice::Cassandra(CassandraConfig { tls: Some(tls), .. }) = &sink {
+            tls.client_config()?;
+        }
         if let SinkChoice::Cassandra(c) = &sink {
             let valid =
                 |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.is_empty();

@@ -97,4 +97,17 @@ fn bad_values() {
         &["--sqlite", "/nonexistent/dir/weir.db"],
         "sqlite /nonexistent/dir/weir.db",
     );
+    fails_with(
+        &[
+            "--cassandra",
+            "127.0.0.1:9",
+            "--cassandra-tls-ca",
+            "Cargo.toml",
+        ],
+        "--cassandra-tls-ca Cargo.toml: no certificate in the file",
+    );
+    fails_with(
+        &["--cassandra", "127.0.0.1:9", "--cassandra-user", "weir"],
+        "set both --cassandra-user and a password",
+    );
 }

@@ -43,6 +43,53 @@ pub struct CassandraConfig {
     pub timeout: Duration,
     /// Test servers without `system.peers` (kassandra): skip schema agreement and metadata.
     pub test_server: bool,
+    /// TLS, if any.
+    pub tls: Option<CassandraTls>,
+}
+
+/// TLS to Cassandra (rustls).
+#[derive(Clone, Debug)]
+pub struct CassandraTls {
+    /// PEM file of the CA certificates to trust; the system's roots when `None`.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl CassandraTls {
+    /// The rustls client configuration.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca {
+            Some(path) => {
+                let bad = |e: &dyn std::fmt::Display| {
+                    Error::Config(format!(
+                        "--cassandra-tls-ca {}: {e}; pass a PEM file of CA certificates",
+                        path.display()
+                    ))
+                };
+                for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad(&"no certificate in the file"));
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                for cert in native.certs {
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err(Error::Config(
+                        "--cassandra-tls: no system CA certificates found; pass --cassandra-tls-ca FILE".into(),
+                    ));
+                }
+            }
+        }
+        Ok(rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
 }
 
 struct Row {
@@ -84,6 +131,9 @@ impl CassandraStore {
             .connection_timeout(config.timeout);
         if let Some((user, password)) = &config.credentials {
             builder = builder.user(user, password);
+        }
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_context(Some(Arc::new(tls.client_config()?)));
         }
         if config.test_server {
             // kassandra has no system.peers: schema agreement and metadata fetches fail there.
