@@ -247,6 +247,9 @@ pub struct RunArgs {
     /// On shutdown, wait at most this long for open writes.
     #[arg(long, env = "WEIR_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+    /// Look for partitions added to the topic this often.
+    #[arg(long, env = "WEIR_PARTITION_DISCOVERY", default_value = "10s", value_parser = duration)]
+    pub partition_discovery: Duration,
     /// Give up connecting to Kafka or Cassandra after this long.
     #[arg(long, env = "WEIR_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub connect_timeout: Duration,
@@ -311,6 +314,8 @@ pub struct RunConfig {
     pub max_in_flight: u64,
     /// Progress write interval.
     pub progress_interval: Duration,
+    /// Partition discovery interval (Kafka).
+    pub partition_discovery: Duration,
     /// Shutdown bound.
     pub shutdown_timeout: Duration,
     /// Print no window results.
@@ -352,6 +357,7 @@ impl RunArgs {
             progress_interval,
             shutdown_timeout,
             connect_timeout,
+            partition_discovery,
             quiet,
             log_format: _,
         } = self;
@@ -520,6 +526,7 @@ impl RunArgs {
             max_in_flight: *max_in_flight,
             progress_interval: *progress_interval,
             shutdown_timeout: *shutdown_timeout,
+            partition_discovery: *partition_discovery,
             quiet: *quiet,
         })
     }

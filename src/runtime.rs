@@ -233,7 +233,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             ledgers: Rc::clone(&ledgers),
             stats: Arc::clone(&shared.stats),
             discovery_interval: matches!(shared.config.source, SourceChoice::Kafka(_))
-                .then_some(Duration::from_secs(10)),
+                .then_some(shared.config.partition_discovery),
             max_in_flight: shared.config.max_in_flight,
         };
         let (records, rejects) = crate::source::render(scope, parts);

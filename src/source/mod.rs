@@ -331,3 +331,117 @@ fn advance_idle_partitions(ledgers: &mut BTreeMap<i32, PartitionLedger>, idle: D
         ledger.clock.advance_to(floor);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::generator::GeneratorConfig;
+    use std::sync::Mutex;
+    use timely::dataflow::operators::Inspect;
+
+    /// A topic whose partitions can grow, like `kafka-topics --alter --partitions`.
+    struct GrowingTopic {
+        partitions: Arc<Mutex<i32>>,
+        generator: GeneratorConfig,
+        positions: BTreeMap<i32, i64>,
+        buf: Vec<u8>,
+    }
+
+    impl Reader for GrowingTopic {
+        fn partitions(&mut self) -> Result<Vec<i32>> {
+            Ok((0..*self.partitions.lock().unwrap()).collect())
+        }
+        fn assign(&mut self, partitions: &[(i32, StartAt)]) -> Result<Vec<(i32, i64)>> {
+            for (p, _) in partitions {
+                self.positions.insert(*p, 0);
+            }
+            Ok(partitions.iter().map(|(p, _)| (*p, 0)).collect())
+        }
+        fn read(&mut self, max: usize, emit: &mut dyn FnMut(Message<'_>)) -> Result<usize> {
+            let mut read = 0;
+            for (p, offset) in self.positions.iter_mut() {
+                while *offset < 5 && read < max {
+                    let ts = self.generator.message(*p, *offset, &mut self.buf);
+                    emit(Message {
+                        partition: *p,
+                        offset: *offset,
+                        next_offset: *offset + 1,
+                        payload: &self.buf,
+                        timestamp: Some(ts),
+                    });
+                    *offset += 1;
+                    read += 1;
+                }
+            }
+            Ok(read)
+        }
+        fn finished(&self, partition: i32) -> bool {
+            // Ends once the topic has grown and everything is read, so the dataflow completes.
+            *self.partitions.lock().unwrap() == 2
+                && self.positions.get(&partition).is_some_and(|o| *o >= 5)
+        }
+    }
+
+    #[test]
+    fn partitions_added_while_running_are_assigned_and_read() {
+        let spec =
+            DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
+        let partitions = Arc::new(Mutex::new(1));
+        let generator = GeneratorConfig {
+            seed: 1,
+            partitions: 2,
+            count: None,
+            rate: 0.0,
+            epoch_ms: 1_795_255_200_000,
+            duplicates_per_mille: 0,
+            late_per_mille: 0,
+            malformed_per_mille: 0,
+        };
+        let grow = Arc::clone(&partitions);
+        timely::execute_directly(move |worker| {
+            let seen: Rc<RefCell<Vec<(i32, i64)>>> = Rc::default();
+            let ledgers: Ledgers = Rc::default();
+            let reader: Box<dyn Reader> = Box::new(GrowingTopic {
+                partitions: Arc::clone(&grow),
+                generator,
+                positions: BTreeMap::new(),
+                buf: Vec::new(),
+            });
+            let parts = SourceParts {
+                spec: spec.clone(),
+                schema: Schema::new(&spec, 1 << 20),
+                reader: Rc::new(RefCell::new(reader)),
+                restored: HashMap::new(),
+                start: StartAt::Earliest,
+                batch: 100,
+                stop: Arc::new(AtomicBool::new(false)),
+                ledgers: Rc::clone(&ledgers),
+                stats: Arc::default(),
+                discovery_interval: Some(Duration::ZERO),
+                max_in_flight: u64::MAX,
+            };
+            let sink = Rc::clone(&seen);
+            worker.dataflow::<u64, _, _>(|scope| {
+                let (records, _rejects) = render(scope, parts);
+                records.inspect(move |r| sink.borrow_mut().push((r.partition, r.offset)));
+            });
+            for _ in 0..20 {
+                worker.step();
+            }
+            assert_eq!(seen.borrow().len(), 5, "partition 0 is read");
+            *grow.lock().unwrap() = 2;
+            for _ in 0..20 {
+                worker.step();
+            }
+            assert!(
+                ledgers.borrow().contains_key(&1),
+                "the new partition is assigned"
+            );
+            let from_new = seen.borrow().iter().filter(|(p, _)| *p == 1).count();
+            assert!(
+                from_new > 0,
+                "the new partition is read (its records may be late: it starts at the frontier)"
+            );
+        });
+    }
+}

@@ -501,6 +501,10 @@ pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, St
 /// Creates a topic on the test broker and produces the data set into it, partition by
 /// partition, checking that the broker assigned the data set's offsets.
 pub fn produce(topic: &str, data: &Dataset) {
+    produce_with(topic, data, true)
+}
+
+fn produce_with(topic: &str, data: &Dataset, create: bool) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::ClientConfig;
@@ -511,14 +515,16 @@ pub fn produce(topic: &str, data: &Dataset) {
         config
             .set("bootstrap.servers", &brokers)
             .set("broker.address.family", "v4");
-        let admin: AdminClient<_> = config.create().unwrap();
-        let new = NewTopic::new(topic, data.len() as i32, TopicReplication::Fixed(1));
-        let result = admin
-            .create_topics([&new], &AdminOptions::new())
-            .await
-            .expect("create topic");
-        for r in result {
-            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        if create {
+            let admin: AdminClient<_> = config.create().unwrap();
+            let new = NewTopic::new(topic, data.len() as i32, TopicReplication::Fixed(1));
+            let result = admin
+                .create_topics([&new], &AdminOptions::new())
+                .await
+                .expect("create topic");
+            for r in result {
+                r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+            }
         }
         // Idempotence keeps each partition's order with several requests in flight, so the
         // broker's offsets are the data set's.
