@@ -345,9 +345,9 @@ impl<'a> ProgressWriter<'a> {
         let mut changed = Vec::new();
         for (partition, ledger) in ledgers.borrow_mut().iter_mut() {
             let (resume_offset, watermark) = ledger.resume_point(durable);
-            if self.written.get(partition) != Some(&(resume_offset, watermark))
-                || (force && durable.is_none())
-            {
+            // The final write always carries the latest durable frontier, so that a restart
+            // does not recompute windows that are already written.
+            if force || self.written.get(partition) != Some(&(resume_offset, watermark)) {
                 changed.push(PartitionProgress {
                     partition: *partition,
                     resume_offset,
