@@ -8,6 +8,9 @@ use clap::Parser;
 use weir::config::{Cli, Command, LogFormat};
 use weir::spec::DataflowSpec;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let run = match cli.command {

@@ -5,7 +5,9 @@
 //! dead letter with its reason, partition and offset.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::spec::{DataflowSpec, EventTime, FieldType};
 
@@ -111,14 +113,32 @@ pub struct Parsed {
 pub struct Schema {
     spec: DataflowSpec,
     max_record_bytes: usize,
+    /// The fields' JSON paths as a trie, walked once per message.
+    paths: PathNode,
 }
 
 impl Schema {
     /// A parser for `spec`'s fields.
     pub fn new(spec: &DataflowSpec, max_record_bytes: usize) -> Self {
+        let mut paths = PathNode::default();
+        for (i, field) in spec.fields.iter().enumerate() {
+            let mut node = &mut paths;
+            for segment in &field.path {
+                let at = match node.children.iter().position(|(k, _)| k == segment) {
+                    Some(at) => at,
+                    None => {
+                        node.children.push((segment.clone(), PathNode::default()));
+                        node.children.len() - 1
+                    }
+                };
+                node = &mut node.children[at].1;
+            }
+            node.fields.push(i);
+        }
         Schema {
             spec: spec.clone(),
             max_record_bytes,
+            paths,
         }
     }
 
@@ -133,27 +153,36 @@ impl Schema {
         }
         let text = std::str::from_utf8(payload)
             .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-        let json: Json = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
-        if !json.is_object() {
-            return Err("malformed JSON: not an object".into());
+        let mut found: Vec<Option<Scalar<'_>>> = vec![None; self.spec.fields.len()];
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut not_object = false;
+        ObjectSeed {
+            node: &self.paths,
+            found: &mut found,
+            not_object: Some(&mut not_object),
         }
-        let mut values = Vec::with_capacity(self.spec.fields.len());
-        for field in &self.spec.fields {
-            let mut node = Some(&json);
-            for segment in &field.path {
-                node = node.and_then(|n| n.get(segment));
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| {
+            if not_object {
+                "malformed JSON: not an object".to_string()
+            } else {
+                format!("malformed JSON: {e}")
             }
-            let value = match node {
-                None | Some(Json::Null) if field.required => {
+        })?;
+        let mut values = Vec::with_capacity(self.spec.fields.len());
+        for (field, scalar) in self.spec.fields.iter().zip(found) {
+            let value = match scalar {
+                None | Some(Scalar::Null) if field.required => {
                     return Err(format!("missing required field {:?}", field.name));
                 }
-                None | Some(Json::Null) => Value::Null,
-                Some(json) => convert(json, field.ty).ok_or_else(|| {
+                None | Some(Scalar::Null) => Value::Null,
+                Some(scalar) => convert(&scalar, field.ty).ok_or_else(|| {
                     format!(
                         "field {:?}: expected {}, found {}",
                         field.name,
                         field.ty.cql(),
-                        describe(json)
+                        describe(&scalar)
                     )
                 })?,
             };
@@ -194,43 +223,205 @@ impl Schema {
     }
 }
 
-fn convert(json: &Json, ty: FieldType) -> Option<Value> {
-    match (ty, json) {
-        (FieldType::Text, Json::String(s)) => Some(Value::Text(s.clone())),
+/// The wanted keys at one level of the JSON object: nested keys, and the fields whose path
+/// ends here.
+#[derive(Clone, Debug, Default)]
+struct PathNode {
+    children: Vec<(String, PathNode)>,
+    fields: Vec<usize>,
+}
+
+/// A JSON value as far as a field needs it: scalars borrowed from the message where possible.
+#[derive(Clone, Debug)]
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::I64(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::U64(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::F64(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Walks one JSON object, keeping the values of the wanted paths and skipping the rest
+/// without building anything.
+struct ObjectSeed<'s, 'de> {
+    node: &'s PathNode,
+    found: &'s mut Vec<Option<Scalar<'de>>>,
+    /// Set when the top level is not an object (None below the top).
+    not_object: Option<&'s mut bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let Some((_, child)) = self.node.children.iter().find(|(k, _)| *k == key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if child.children.is_empty() {
+                let scalar: Scalar<'de> = map.next_value()?;
+                for f in &child.fields {
+                    self.found[*f] = Some(scalar.clone());
+                }
+            } else {
+                // A nested object; a field ending here too would see it as an object.
+                for f in &child.fields {
+                    self.found[*f] = Some(Scalar::Object);
+                }
+                map.next_value_seed(ObjectSeed {
+                    node: child,
+                    found: &mut *self.found,
+                    not_object: None,
+                })?;
+            }
+        }
+        Ok(())
+    }
+    // Anything but an object: at the top a bad record, below it the nested fields are absent.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.not_an_object()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_an_object()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.not_an_object()
+    }
+}
+
+impl ObjectSeed<'_, '_> {
+    fn not_an_object<E: serde::de::Error>(self) -> Result<(), E> {
+        match self.not_object {
+            Some(flag) => {
+                *flag = true;
+                Err(E::custom("not an object"))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn convert(scalar: &Scalar<'_>, ty: FieldType) -> Option<Value> {
+    match (ty, scalar) {
+        (FieldType::Text, Scalar::Str(s)) => Some(Value::Text(s.to_string())),
         // The randomuser API returns some postcodes as numbers; the tutorial stores text.
-        (FieldType::Text, Json::Number(n)) => Some(Value::Text(n.to_string())),
-        (FieldType::Text, Json::Bool(b)) => Some(Value::Text(b.to_string())),
-        (FieldType::Uuid, Json::String(s)) => uuid::Uuid::parse_str(s)
+        (FieldType::Text, Scalar::I64(n)) => Some(Value::Text(n.to_string())),
+        (FieldType::Text, Scalar::U64(n)) => Some(Value::Text(n.to_string())),
+        (FieldType::Text, Scalar::F64(f)) => {
+            serde_json::Number::from_f64(*f).map(|n| Value::Text(n.to_string()))
+        }
+        (FieldType::Text, Scalar::Bool(b)) => Some(Value::Text(b.to_string())),
+        (FieldType::Uuid, Scalar::Str(s)) => uuid::Uuid::parse_str(s)
             .ok()
             .map(|u| Value::Uuid(u.as_u128())),
-        (FieldType::Bigint, Json::Number(n)) => n.as_i64().map(Value::Int),
-        (FieldType::Bigint, Json::String(s)) => s.parse().ok().map(Value::Int),
-        (FieldType::Double, Json::Number(n)) => n.as_f64().map(Value::Float),
-        (FieldType::Double, Json::String(s)) => s
+        (FieldType::Bigint, Scalar::I64(n)) => Some(Value::Int(*n)),
+        (FieldType::Bigint, Scalar::U64(n)) => i64::try_from(*n).ok().map(Value::Int),
+        (FieldType::Bigint, Scalar::Str(s)) => s.parse().ok().map(Value::Int),
+        (FieldType::Double, Scalar::I64(n)) => Some(Value::Float(*n as f64)),
+        (FieldType::Double, Scalar::U64(n)) => Some(Value::Float(*n as f64)),
+        (FieldType::Double, Scalar::F64(f)) => Some(Value::Float(*f)),
+        (FieldType::Double, Scalar::Str(s)) => s
             .parse::<f64>()
             .ok()
             .filter(|f| f.is_finite())
             .map(Value::Float),
-        (FieldType::Boolean, Json::Bool(b)) => Some(Value::Bool(*b)),
-        (FieldType::Timestamp, Json::String(s)) => {
+        (FieldType::Boolean, Scalar::Bool(b)) => Some(Value::Bool(*b)),
+        (FieldType::Timestamp, Scalar::Str(s)) => {
             crate::time::parse_rfc3339(s).map(Value::Timestamp)
         }
-        (FieldType::Timestamp, Json::Number(n)) => n.as_i64().map(Value::Timestamp),
+        (FieldType::Timestamp, Scalar::I64(n)) => Some(Value::Timestamp(*n)),
+        (FieldType::Timestamp, Scalar::U64(n)) => i64::try_from(*n).ok().map(Value::Timestamp),
         _ => None,
     }
 }
 
-fn describe(json: &Json) -> String {
-    match json {
-        Json::String(s) if s.chars().count() > 40 => {
+fn describe(scalar: &Scalar<'_>) -> String {
+    match scalar {
+        Scalar::Str(s) if s.chars().count() > 40 => {
             format!("{:?}...", s.chars().take(40).collect::<String>())
         }
-        Json::String(s) => format!("{s:?}"),
-        Json::Number(n) => n.to_string(),
-        Json::Bool(b) => b.to_string(),
-        Json::Array(_) => "an array".into(),
-        Json::Object(_) => "an object".into(),
-        Json::Null => "null".into(),
+        Scalar::Str(s) => format!("{s:?}"),
+        Scalar::I64(n) => n.to_string(),
+        Scalar::U64(n) => n.to_string(),
+        Scalar::F64(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Array => "an array".into(),
+        Scalar::Object => "an object".into(),
+        Scalar::Null => "null".into(),
     }
 }
 

@@ -17,8 +17,9 @@
 //! Windows that ended below `suppress_below` (the largest durable frontier in the stored
 //! progress) were written before a restart and are not emitted again; see [`crate::progress`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -48,10 +49,8 @@ const SUM_SCALE: f64 = 1e9;
 /// An aggregate's state, mergeable across workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Accumulator {
-    /// A count (of records, or of distinct keys once a worker's set is closed).
+    /// A count of records, or of distinct keys (keys are routed, so workers' counts add up).
     Count(u64),
-    /// Distinct keys seen by one worker.
-    Distinct(HashSet<Key>),
     /// A sum in units of 1/SUM_SCALE.
     Sum(i128),
     /// A minimum.
@@ -64,32 +63,20 @@ impl Accumulator {
     fn new(function: &AggregateFn) -> Self {
         match function {
             AggregateFn::Count => Accumulator::Count(0),
-            AggregateFn::CountDistinct => Accumulator::Distinct(HashSet::new()),
+            AggregateFn::CountDistinct => Accumulator::Count(0),
             AggregateFn::Sum(_) => Accumulator::Sum(0),
             AggregateFn::Min(_) => Accumulator::Min(None),
             AggregateFn::Max(_) => Accumulator::Max(None),
         }
     }
 
-    fn add(&mut self, key: &Key, number: Option<f64>) {
+    /// Adds a record's number to a sum, minimum or maximum (counts are kept by [`Cell`]).
+    fn add_number(&mut self, number: Option<f64>) {
         match (self, number) {
-            (Accumulator::Count(n), _) => *n += 1,
-            // Look up before cloning: most records of a window are already in its set.
-            (Accumulator::Distinct(keys), _) if !keys.contains(key) => {
-                keys.insert(key.clone());
-            }
             (Accumulator::Sum(s), Some(x)) => *s += (x * SUM_SCALE).round() as i128,
             (Accumulator::Min(m), Some(x)) => *m = Some(m.map_or(x, |m| m.min(x))),
             (Accumulator::Max(m), Some(x)) => *m = Some(m.map_or(x, |m| m.max(x))),
             _ => {}
-        }
-    }
-
-    /// Closes a worker's distinct set into its size (keys are routed, so sizes add up).
-    fn close(self) -> Self {
-        match self {
-            Accumulator::Distinct(keys) => Accumulator::Count(keys.len() as u64),
-            other => other,
         }
     }
 
@@ -107,7 +94,6 @@ impl Accumulator {
     pub fn value(&self) -> AggregateValue {
         match self {
             Accumulator::Count(n) => AggregateValue::Int(*n as i64),
-            Accumulator::Distinct(keys) => AggregateValue::Int(keys.len() as i64),
             Accumulator::Sum(s) => AggregateValue::Float(Some(*s as f64 / SUM_SCALE)),
             Accumulator::Min(m) | Accumulator::Max(m) => AggregateValue::Float(*m),
         }
@@ -172,11 +158,182 @@ pub struct WindowResult {
     pub aggregates: Vec<AggregateValue>,
 }
 
-/// Per window and dimension: value -> accumulators.
-type Table = Vec<Vec<HashMap<String, Vec<Accumulator>>>>;
-
 /// (window, dimension) -> value -> accumulators merged from every worker.
 type FinalTable = BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>;
+
+/// A worker's side of the windows: per window end, per window and dimension, the
+/// accumulators of every dimension value seen, for the keys routed to this worker.
+///
+/// Distinct counts without a set per window: each key's recent occurrences (event time and
+/// dimension labels) are kept once, and a record counts as new for a window and dimension
+/// value unless an earlier occurrence of its key falls in the same window with the same
+/// label. Occurrences are forgotten once every window that could contain them has closed, so
+/// memory is bounded by the open windows. Labels are interned per dimension, so the per-record
+/// work is a few vector increments rather than hash-set inserts.
+pub struct PartialAggregator {
+    spec: DataflowSpec,
+    suppress_below: u64,
+    /// Per dimension: label -> id, and id -> label.
+    label_ids: Vec<FxHashMap<String, u32>>,
+    labels: Vec<Vec<String>>,
+    /// Window end -> [window][dimension][label id] -> accumulators.
+    open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
+    /// Key -> (event time, label ids) of its occurrences in open windows.
+    seen: FxHashMap<Key, Vec<(u64, Box<[u32]>)>>,
+    /// Last window end containing an occurrence -> keys to look at then.
+    expiry: BTreeMap<u64, Vec<Key>>,
+    ids: Vec<u32>,
+}
+
+/// The accumulators of one window, dimension and value.
+#[derive(Clone, Debug, Default)]
+struct Cell {
+    records: u64,
+    distinct: u64,
+    numbers: Vec<Accumulator>,
+}
+
+impl PartialAggregator {
+    /// An empty aggregator; windows ending below `suppress_below` are skipped.
+    pub fn new(spec: &DataflowSpec, suppress_below: u64) -> Self {
+        PartialAggregator {
+            spec: spec.clone(),
+            suppress_below,
+            label_ids: vec![FxHashMap::default(); spec.dimensions.len()],
+            labels: vec![Vec::new(); spec.dimensions.len()],
+            open: BTreeMap::new(),
+            seen: FxHashMap::default(),
+            expiry: BTreeMap::new(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Adds an observation; calls `new_end` for each window end it touches (before adding).
+    pub fn add(&mut self, o: &Observation, mut new_end: impl FnMut(u64)) {
+        self.ids.clear();
+        for (d, label) in o.labels.iter().enumerate() {
+            let id = match self.label_ids[d].get(label.as_str()) {
+                Some(id) => *id,
+                None => {
+                    let id = self.labels[d].len() as u32;
+                    self.label_ids[d].insert(label.clone(), id);
+                    self.labels[d].push(label.clone());
+                    id
+                }
+            };
+            self.ids.push(id);
+        }
+        let history = self.seen.get(&o.key).map(Vec::as_slice).unwrap_or_default();
+        let (windows, dimensions) = (self.spec.windows.len(), self.spec.dimensions.len());
+        let mut last_end = 0;
+        for (w, window) in self.spec.windows.iter().enumerate() {
+            last_end = last_end.max(window.spec.last_end(o.event_time));
+            for start in window.spec.starts(o.event_time) {
+                let end = start + window.spec.size;
+                if end < self.suppress_below {
+                    continue;
+                }
+                new_end(end);
+                let table = self
+                    .open
+                    .entry(end)
+                    .or_insert_with(|| vec![vec![Vec::new(); dimensions]; windows]);
+                for (d, id) in self.ids.iter().enumerate() {
+                    let cells = &mut table[w][d];
+                    if cells.len() <= *id as usize {
+                        cells.resize_with(*id as usize + 1, Cell::default);
+                    }
+                    let cell = &mut cells[*id as usize];
+                    if cell.records == 0 {
+                        cell.numbers = self
+                            .spec
+                            .aggregates
+                            .iter()
+                            .map(|a| Accumulator::new(&a.function))
+                            .collect();
+                    }
+                    cell.records += 1;
+                    let repeat = history
+                        .iter()
+                        .any(|(t, ids)| start <= *t && *t < end && ids[d] == *id);
+                    if !repeat {
+                        cell.distinct += 1;
+                    }
+                    for (acc, number) in cell.numbers.iter_mut().zip(&o.numbers) {
+                        acc.add_number(*number);
+                    }
+                }
+            }
+        }
+        if last_end >= self.suppress_below {
+            self.seen
+                .entry(o.key.clone())
+                .or_default()
+                .push((o.event_time, self.ids.clone().into_boxed_slice()));
+            self.expiry.entry(last_end).or_default().push(o.key.clone());
+        }
+    }
+
+    /// Emits the partials of the windows ending at `end` and forgets them.
+    pub fn emit(&mut self, end: u64, mut give: impl FnMut(Partial)) {
+        let Some(table) = self.open.remove(&end) else {
+            return;
+        };
+        for (w, per_dimension) in table.into_iter().enumerate() {
+            for (d, cells) in per_dimension.into_iter().enumerate() {
+                for (id, cell) in cells.into_iter().enumerate() {
+                    if cell.records == 0 {
+                        continue;
+                    }
+                    let accumulators = self
+                        .spec
+                        .aggregates
+                        .iter()
+                        .zip(cell.numbers)
+                        .map(|(a, acc)| match a.function {
+                            AggregateFn::Count => Accumulator::Count(cell.records),
+                            AggregateFn::CountDistinct => Accumulator::Count(cell.distinct),
+                            _ => acc,
+                        })
+                        .collect();
+                    let value = self.labels[d][id].clone();
+                    give(Partial {
+                        window: w as u16,
+                        end,
+                        dimension: d as u16,
+                        value,
+                        accumulators,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forgets key occurrences that no window open at `frontier` or later can contain.
+    pub fn forget_before(&mut self, frontier: u64) {
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() > frontier {
+                break;
+            }
+            for key in entry.remove() {
+                let spec = &self.spec;
+                if let Some(history) = self.seen.get_mut(&key) {
+                    history.retain(|(t, _)| {
+                        spec.last_window_end(*t).is_some_and(|end| end > frontier)
+                    });
+                    if history.is_empty() {
+                        self.seen.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys remembered (for tests and memory checks).
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
+    }
+}
 
 /// Projects records onto what the windows need.
 pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
@@ -225,67 +382,28 @@ pub fn render<'s>(
         Exchange::new(|o: &Observation| o.key.route()),
         "WindowPartials",
         move |_, _| {
-            let spec = partial_spec;
-            let mut stash: BTreeMap<u64, (Capability<u64>, Table)> = BTreeMap::new();
-            let (windows, dimensions) = (spec.windows.len(), spec.dimensions.len());
-            let empty_table = move || -> Table {
-                (0..windows)
-                    .map(|_| (0..dimensions).map(|_| HashMap::new()).collect())
-                    .collect()
-            };
+            let mut aggregator = PartialAggregator::new(&partial_spec, suppress_below);
+            let mut capabilities: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     for o in data.drain(..) {
-                        for (w, window) in spec.windows.iter().enumerate() {
-                            for start in window.spec.starts(o.event_time) {
-                                let end = start + window.spec.size;
-                                if end < suppress_below {
-                                    continue;
-                                }
-                                let (_, table) = stash.entry(end).or_insert_with(|| {
-                                    (cap.delayed(&end, output.output_index()), empty_table())
-                                });
-                                for (d, label) in o.labels.iter().enumerate() {
-                                    let accumulators = match table[w][d].get_mut(label.as_str()) {
-                                        Some(a) => a,
-                                        None => {
-                                            table[w][d].entry(label.clone()).or_insert_with(|| {
-                                                spec.aggregates
-                                                    .iter()
-                                                    .map(|a| Accumulator::new(&a.function))
-                                                    .collect()
-                                            })
-                                        }
-                                    };
-                                    for (acc, number) in accumulators.iter_mut().zip(&o.numbers) {
-                                        acc.add(&o.key, *number);
-                                    }
-                                }
-                            }
-                        }
+                        aggregator.add(&o, |end| {
+                            capabilities
+                                .entry(end)
+                                .or_insert_with(|| cap.delayed(&end, output.output_index()));
+                        });
                     }
                 });
-                while let Some(entry) = stash.first_entry() {
+                while let Some(entry) = capabilities.first_entry() {
                     if frontier.less_than(entry.key()) {
                         break;
                     }
-                    let (end, (cap, table)) = entry.remove_entry();
+                    let (end, cap) = entry.remove_entry();
                     let mut session = output.session(&cap);
-                    for (w, per_dimension) in table.into_iter().enumerate() {
-                        for (d, values) in per_dimension.into_iter().enumerate() {
-                            for (value, accumulators) in values {
-                                let accumulators =
-                                    accumulators.into_iter().map(Accumulator::close).collect();
-                                session.give(Partial {
-                                    window: w as u16,
-                                    end,
-                                    dimension: d as u16,
-                                    value,
-                                    accumulators,
-                                });
-                            }
-                        }
-                    }
+                    aggregator.emit(end, |partial| session.give(partial));
+                }
+                if let Some(low) = frontier.frontier().first() {
+                    aggregator.forget_before(*low);
                 }
             }
         },
