@@ -179,11 +179,14 @@ pub struct PartialAggregator {
     /// Window end -> [window][dimension][label id] -> accumulators.
     open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
     /// Key -> (event time, label ids) of its occurrences in open windows.
-    seen: FxHashMap<Key, Vec<(u64, Box<[u32]>)>>,
+    seen: FxHashMap<Key, Vec<Occurrence>>,
     /// Last window end containing an occurrence -> keys to look at then.
     expiry: BTreeMap<u64, Vec<Key>>,
     ids: Vec<u32>,
 }
+
+/// A key's record: its event time and its dimension label ids.
+type Occurrence = (u64, Box<[u32]>);
 
 /// The accumulators of one window, dimension and value.
 #[derive(Clone, Debug, Default)]
