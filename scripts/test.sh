@@ -8,3 +8,6 @@ source scripts/test-servers.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
+# Benchmarks still build and run (a smoke run, not a measurement).
+cargo test --locked --bench kernels
+COUNT=20000 bash scripts/bench.sh

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# End-to-end throughput: the generator's users as files -> Weir (parse, windows, distinct
+# users) -> a sink, at -w 1 and -w 2, against the ceiling loop (benches/ceiling.rs) on the
+# same files. Prints a Markdown table.
+#
+#   bash scripts/bench.sh                 # 2,000,000 users (~950 MB of JSON lines)
+#   COUNT=20000 bash scripts/bench.sh     # a smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count="${COUNT:-2000000}"
+data="${BENCH_DIR:-${TMPDIR:-/tmp}/weir-bench}/users-$count"
+cargo build --release --quiet --bin weir
+weir=target/release/weir
+if [ ! -d "$data" ]; then
+    # 0.5% malformed, 0.5% duplicates, event times 2 ms apart with up to 2 s of disorder.
+    "$weir" generate --out "$data" --count "$count" --partitions 4 --rate 500 \
+        --epoch 2026-11-21T10:00:00Z --duplicates 5 --late 0 --malformed 5 >/dev/null
+fi
+bytes=$(cat "$data"/*.jsonl | wc -c)
+rss() { # command... -> "seconds maxrss_kb"
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null | tail -1
+    else
+        local start end; start=$(date +%s.%N); "$@" >/dev/null 2>&1; end=$(date +%s.%N)
+        echo "$(echo "$end - $start" | bc) -"
+    fi
+}
+ceiling=$(cargo bench --quiet --bench ceiling -- "$data" 2 | sed -n 's/.*records_per_s=\([0-9]*\).*/\1/p')
+echo "| run | records/s | MB/s | of ceiling | peak RSS |"
+echo "|---|---|---|---|---|"
+echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes / $count / 1000000" | bc) | 100% | |"
+for sink in null sqlite; do
+    for w in 1 2; do
+        db="$(mktemp -u "${TMPDIR:-/tmp}/weir-bench-XXXXXX.db")"
+        read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w")
+        rm -f "$db" "$db-wal" "$db-shm"
+        rate=$(echo "scale=0; $count / $seconds" | bc)
+        echo "| weir -w $w, $sink sink | $rate | $(echo "scale=0; $bytes / $seconds / 1000000" | bc) | $(echo "scale=0; 100 * $rate / $ceiling" | bc)% | $((kb / 1024)) MB |"
+    done
+done
