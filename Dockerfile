@@ -4,6 +4,7 @@ WORKDIR /src
 # librdkafka is built from source by rdkafka-sys (configure + make); SQLite is bundled.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin weir
 
 FROM debian:bookworm-slim
