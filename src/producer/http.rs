@@ -84,20 +84,33 @@ impl Breaker {
         self.consecutive = 0;
     }
 
-    /// Records a failure; true when the breaker opens now. After it opens, the next attempt
-    /// is a trial: one more failure opens it again.
-    pub fn failure(&mut self) -> bool {
+    /// Records a failure. After the breaker opens, the next attempt is a trial: one more
+    /// failure opens it again.
+    pub fn failure(&mut self) -> BreakerState {
         if self.after == 0 {
-            return false;
+            return BreakerState::Closed;
         }
         self.consecutive += 1;
-        if self.consecutive >= self.after {
-            self.consecutive = self.after - 1;
-            true
+        if self.consecutive > self.after {
+            self.consecutive = self.after;
+            BreakerState::Reopened
+        } else if self.consecutive == self.after {
+            BreakerState::Opened
         } else {
-            false
+            BreakerState::Closed
         }
     }
+}
+
+/// What a failure did to the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Still closed: retry after the backoff.
+    Closed,
+    /// Opened now: pause.
+    Opened,
+    /// The trial after a pause failed: pause again.
+    Reopened,
 }
 
 /// The wait before retry number `attempt` (0-based): `base * 2^attempt` capped at `max`, drawn
@@ -241,16 +254,13 @@ impl ApiClient {
                 Attempt::Retry { reason, after } => (reason, after),
             };
             *stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) = reason.clone();
-            let opened = self.breaker.failure();
+            let breaker = self.breaker.failure();
+            let pause = self.config.breaker_pause;
             if attempt >= self.config.retries {
                 stats.failed_requests.fetch_add(1, Ordering::Relaxed);
-                if opened {
-                    reporter.note(&format!(
-                        "circuit breaker open after {} consecutive failures (last: {reason}); pausing {} before the next request",
-                        self.config.breaker_after,
-                        humantime::format_duration(self.config.breaker_pause)
-                    ));
-                    stop.sleep(self.config.breaker_pause).await;
+                if breaker != BreakerState::Closed {
+                    self.breaker_note(breaker, &reason, pause, reporter);
+                    stop.sleep(pause).await;
                 }
                 return Ok(Fetched::GaveUp(reason));
             }
@@ -271,25 +281,42 @@ impl ApiClient {
                     &mut self.rng,
                 ),
             };
-            if opened {
-                wait = wait.max(self.config.breaker_pause);
-                reporter.note(&format!(
-                    "circuit breaker open after {} consecutive failures (last: {reason}); pausing {} before the next request",
-                    self.config.breaker_after,
-                    humantime::format_duration(round_ms(wait))
-                ));
-            } else {
+            if breaker == BreakerState::Closed {
                 reporter.note(&format!(
                     "{reason}; retry {} of {} in {}",
                     attempt + 1,
                     self.config.retries,
                     humantime::format_duration(round_ms(wait))
                 ));
+            } else {
+                wait = wait.max(pause);
+                self.breaker_note(breaker, &reason, wait, reporter);
             }
             stats.retried.fetch_add(1, Ordering::Relaxed);
             stop.sleep(wait).await;
             attempt += 1;
         }
+    }
+}
+
+impl ApiClient {
+    fn breaker_note(
+        &self,
+        state: BreakerState,
+        reason: &str,
+        pause: Duration,
+        reporter: &Reporter,
+    ) {
+        let pause = humantime::format_duration(round_ms(pause));
+        reporter.note(&match state {
+            BreakerState::Reopened => {
+                format!("circuit breaker still open: the trial request failed ({reason}); pausing {pause}")
+            }
+            _ => format!(
+                "circuit breaker open after {} consecutive failures (last: {reason}); pausing {pause} before the next request",
+                self.config.breaker_after
+            ),
+        });
     }
 }
 
@@ -352,14 +379,21 @@ mod tests {
 
     #[test]
     fn breaker_opens_after_n_failures_and_reopens_on_a_failed_trial() {
+        use BreakerState::*;
         let mut b = Breaker::new(3);
-        assert!(!b.failure() && !b.failure());
-        assert!(b.failure(), "third consecutive failure opens");
-        assert!(b.failure(), "the trial after a pause failed: open again");
+        assert_eq!(
+            [b.failure(), b.failure(), b.failure()],
+            [Closed, Closed, Opened]
+        );
+        assert_eq!(b.failure(), Reopened, "the trial after a pause failed");
+        assert_eq!(b.failure(), Reopened);
         b.success();
-        assert!(!b.failure() && !b.failure() && b.failure());
+        assert_eq!(
+            [b.failure(), b.failure(), b.failure()],
+            [Closed, Closed, Opened]
+        );
         let mut never = Breaker::new(0);
-        assert!((0..100).all(|_| !never.failure()));
+        assert!((0..100).all(|_| never.failure() == Closed));
     }
 
     #[test]
