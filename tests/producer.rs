@@ -679,6 +679,48 @@ fn a_missing_topic_is_an_error_unless_partitions_creates_it() {
 }
 
 #[test]
+fn a_message_kafka_refuses_is_counted_as_failed_and_the_rest_is_produced() {
+    let topic = unique("users_refused");
+    let dir = temp_dir("produce_refused");
+    let file = dir.join("users.jsonl");
+    let mut giant = raw_user(401);
+    giant["location"]["street"]["name"] = json!("x".repeat(5000));
+    let lines = [raw_user(400), giant, raw_user(402)].map(|u| u.to_string());
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut args = kafka_args(&topic);
+    args.extend(strings(&[
+        "--from-file",
+        file.to_str().unwrap(),
+        "--partitions",
+        "1",
+        // The client refuses messages over 2000 bytes.
+        "--kafka-config",
+        "message.max.bytes=2000",
+    ]));
+    let (status, _, stderr) = produce_cmd(&args);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        summary_line(&stderr).contains("fetched 3, produced 2, retried 0, skipped 0, failed 1 (failed 0 requests and 1 delivery)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot produce user 00000000-0000-4000-8000-000000000191"),
+        "{stderr}"
+    );
+    let keys: BTreeSet<_> = consume_all(&topic)
+        .into_iter()
+        .filter_map(|m| m.key)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "00000000-0000-4000-8000-000000000190".to_string(),
+            "00000000-0000-4000-8000-000000000192".to_string()
+        ])
+    );
+}
+
+#[test]
 fn synthetic_users_are_the_generators_deterministic_for_the_seed() {
     let epoch = "2026-11-21T10:00:00Z";
     let count = 3000;

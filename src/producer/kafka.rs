@@ -85,23 +85,27 @@ impl ProducerContext for Deliveries {
             Ok(_) => {
                 self.stats.produced.fetch_add(1, Ordering::Relaxed);
             }
-            Err((e, _)) => {
-                let n = self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed) + 1;
-                let line = format!("delivery failed: {e}");
-                *self
-                    .stats
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = line.clone();
-                if n <= REPORTED_DELIVERY_ERRORS {
-                    self.reporter.note(&line);
-                }
-                if n == REPORTED_DELIVERY_ERRORS {
-                    self.reporter
-                        .note("further delivery failures are counted, not shown");
-                }
-            }
+            Err((e, _)) => self.failed(format!("delivery failed: {e}")),
         }
+    }
+}
+
+impl Deliveries {
+    /// Counts a message that will never be acknowledged, and reports the first few.
+    fn failed(&self, line: String) {
+        let n = self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= REPORTED_DELIVERY_ERRORS {
+            self.reporter.note(&line);
+        }
+        if n == REPORTED_DELIVERY_ERRORS {
+            self.reporter
+                .note("further delivery failures are counted, not shown");
+        }
+        *self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = line;
     }
 }
 
@@ -160,8 +164,9 @@ impl KafkaSink {
         })
     }
 
-    /// Hands one message to the producer, waiting while its queue is full.
-    pub async fn send(&self, key: Option<&str>, payload: &[u8], timestamp_ms: i64) -> Result<()> {
+    /// Hands one message to the producer, waiting while its queue is full. A message the
+    /// client refuses outright (too large, say) is counted as a failed delivery.
+    pub async fn send(&self, key: Option<&str>, payload: &[u8], timestamp_ms: i64) {
         loop {
             let mut record = BaseRecord::to(&self.topic)
                 .payload(payload)
@@ -170,15 +175,16 @@ impl KafkaSink {
                 record = record.key(key);
             }
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 Err((e, _)) => {
-                    return Err(Error::Kafka(format!(
-                        "cannot produce to {}: {e}",
-                        self.topic
-                    )))
+                    let id = key.unwrap_or("(no key)");
+                    return self
+                        .producer
+                        .context()
+                        .failed(format!("cannot produce user {id}: {e}"));
                 }
             }
         }

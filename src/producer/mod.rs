@@ -170,24 +170,34 @@ impl std::fmt::Display for Summary {
         )?;
         let mut details = Vec::new();
         if self.requests > 0 {
-            details.push(format!("{} HTTP requests", self.requests));
+            details.push(plural(self.requests, "HTTP request"));
         }
         if self.skipped() > 0 {
             details.push(format!(
-                "skipped {} malformed responses and {} malformed records",
-                self.skipped_responses, self.skipped_records
+                "skipped {} and {}",
+                plural(self.skipped_responses, "malformed response"),
+                plural(self.skipped_records, "malformed record")
             ));
         }
         if self.failed() > 0 {
             details.push(format!(
-                "failed {} requests and {} deliveries",
-                self.failed_requests, self.failed_deliveries
+                "failed {} and {}",
+                plural(self.failed_requests, "request"),
+                plural(self.failed_deliveries, "delivery")
             ));
         }
         if !details.is_empty() {
             write!(f, " ({})", details.join("; "))?;
         }
         Ok(())
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    match (n, word.strip_suffix('y')) {
+        (1, _) => format!("1 {word}"),
+        (n, Some(stem)) => format!("{n} {stem}ies"),
+        (n, None) => format!("{n} {word}s"),
     }
 }
 
@@ -341,7 +351,10 @@ impl Sink {
     ) -> Result<()> {
         stats.sent.fetch_add(1, Ordering::Relaxed);
         match self {
-            Sink::Kafka(k) => k.send(key, payload, timestamp_ms).await,
+            Sink::Kafka(k) => {
+                k.send(key, payload, timestamp_ms).await;
+                Ok(())
+            }
             Sink::Print(out) => {
                 match out.write_all(payload).and_then(|()| out.write_all(b"\n")) {
                     Ok(()) => {
@@ -610,5 +623,36 @@ pub fn progress_mode(quiet: bool, every: Duration) -> ProgressMode {
         ProgressMode::Bar
     } else {
         ProgressMode::Log(every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_one_line_with_every_total() {
+        let s = Summary {
+            requests: 63,
+            fetched: 600,
+            produced: 598,
+            retried: 3,
+            skipped_responses: 1,
+            skipped_records: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            s.to_string(),
+            "fetched 600, produced 598, retried 3, skipped 2, failed 0 (63 HTTP requests; skipped 1 malformed response and 1 malformed record)"
+        );
+        let s = Summary {
+            failed_requests: 2,
+            failed_deliveries: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            s.to_string(),
+            "fetched 0, produced 0, retried 0, skipped 0, failed 3 (failed 2 requests and 1 delivery)"
+        );
     }
 }
