@@ -297,7 +297,8 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Fetch users from this API (the default source).
+    /// Fetch users from this API: the default source, at https://randomuser.me/api/ unless a
+    /// URL is given.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = DEFAULT_API,
           conflicts_with_all = ["synthetic", "from_file"])]
     pub api: Option<String>,

@@ -43,7 +43,10 @@ fn produce(args: &weir::config::ProduceArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    install_signals(&shutdown, "weir produce: stopping after the current request; waiting for deliveries (signal again to exit at once)");
+    install_signals(
+        &shutdown,
+        "weir produce: stopping; waiting for deliveries (signal again to exit at once)",
+    );
     match weir::producer::run(config, shutdown) {
         Ok(summary) if summary.produced == 0 => {
             let last = match summary.last_error.as_str() {

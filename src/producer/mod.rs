@@ -300,12 +300,13 @@ impl Ticker {
                     match (mode, &bar) {
                         (ProgressMode::Bar, Some(bar)) => {
                             bar.set_position(s.produced);
+                            use indicatif::HumanCount as N;
                             bar.set_message(format!(
                                 "fetched {} · retried {} · skipped {} · failed {}",
-                                s.fetched,
-                                s.retried,
-                                s.skipped(),
-                                s.failed()
+                                N(s.fetched),
+                                N(s.retried),
+                                N(s.skipped()),
+                                N(s.failed())
                             ));
                         }
                         (ProgressMode::Log(every), _) if last_line.elapsed() >= every => {
@@ -405,20 +406,28 @@ async fn run_async(config: ProduceConfig, shutdown: Arc<AtomicBool>) -> Result<S
     } = config;
     let stats = Arc::new(Stats::default());
     let bar = (progress == ProgressMode::Bar).then(|| {
-        let bar = match count {
-            Some(n) => indicatif::ProgressBar::new(n).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} produced, {per_sec}, eta {eta} | {msg}",
-                )
+        let style = |template: &str| {
+            indicatif::ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            ),
-            None => indicatif::ProgressBar::no_length().with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} {human_pos} produced, {per_sec} | {msg}",
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(
+                            w,
+                            "{} users/s",
+                            indicatif::HumanCount(state.per_sec() as u64)
+                        );
+                    },
                 )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            ),
+                .progress_chars("=> ")
+        };
+        let bar = match count {
+            Some(n) => indicatif::ProgressBar::new(n).with_style(style(
+                "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} produced, {rate}, eta {eta} | {msg}",
+            )),
+            None => indicatif::ProgressBar::no_length().with_style(style(
+                "{spinner} {elapsed_precise} {human_pos} produced, {rate} | {msg}",
+            )),
         };
         bar.with_finish(indicatif::ProgressFinish::AndLeave)
     });
