@@ -10,6 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
+use crate::producer::http::HttpConfig;
+use crate::producer::kafka::KafkaSinkConfig;
+use crate::producer::{ProduceConfig, ProduceSink, ProduceSource};
 use crate::sink::cassandra::CassandraConfig;
 use crate::source::generator::GeneratorConfig;
 use crate::source::kafka::KafkaConfig;
@@ -49,6 +52,9 @@ pub enum Command {
         #[command(flatten)]
         generator: GeneratorArgs,
     },
+    /// Produce users to Kafka: from the randomuser.me API (default), the built-in generator
+    /// (--synthetic) or a file (--from-file). Replaces the tutorial's Airflow DAG.
+    Produce(Box<ProduceArgs>),
 }
 
 /// Logging format.
@@ -259,6 +265,244 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The randomuser.me API.
+pub const DEFAULT_API: &str = "https://randomuser.me/api/";
+
+/// Options of `weir produce`.
+#[derive(Clone, Debug, Args)]
+pub struct ProduceArgs {
+    /// Kafka bootstrap servers (not needed with --dry-run).
+    #[arg(long, env = "WEIR_BROKERS")]
+    pub brokers: Option<String>,
+    /// The topic to produce to.
+    #[arg(long, env = "WEIR_TOPIC", default_value = "users_created")]
+    pub topic: String,
+    /// Create the topic with this many partitions if it is missing.
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor of a topic created by --partitions.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
+    /// A librdkafka setting, key=value (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(
+        long = "kafka-config",
+        env = "WEIR_KAFKA_CONFIG",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub kafka_config: Vec<String>,
+    /// Print the formatted users as JSON lines on stdout instead of producing them.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Fetch users from this API: the default source, at https://randomuser.me/api/ unless a
+    /// URL is given.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = DEFAULT_API,
+          conflicts_with_all = ["synthetic", "from_file"])]
+    pub api: Option<String>,
+    /// Generate users offline with the built-in generator (deterministic for --seed).
+    #[arg(long, conflicts_with = "from_file")]
+    pub synthetic: bool,
+    /// Replay a JSON-lines file of API responses, raw API users or formatted users.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+
+    /// Stop after this many users.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long, e.g. 1m (the DAG's run).
+    #[arg(long = "for", value_name = "DURATION", value_parser = duration)]
+    pub run_for: Option<Duration>,
+
+    /// Users per API request (`?results=N`, at most 5000).
+    #[arg(long, default_value_t = 10)]
+    pub batch: usize,
+    /// Start an API request this often (0s: back to back).
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub every: Duration,
+    /// API connect timeout.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub connect_timeout: Duration,
+    /// API request timeout, reading the body included.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub timeout: Duration,
+    /// Retries of a failed API request (connection errors, timeouts, 5xx, 429).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// First retry backoff; doubles per retry, with jitter.
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    pub backoff: Duration,
+    /// Largest retry backoff.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub max_backoff: Duration,
+    /// Consecutive failed API attempts that open the circuit breaker (0: never).
+    #[arg(long, default_value_t = 5)]
+    pub breaker_after: u32,
+    /// How long an open circuit breaker pauses requests.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub breaker_pause: Duration,
+
+    /// Generator seed (--synthetic): the same seed gives the same users.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Users per second (--synthetic; 0: unlimited). Also spaces their created_at.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// created_at of the first synthetic user, RFC 3339 (default: now, to the minute).
+    #[arg(long)]
+    pub epoch: Option<String>,
+    /// Per mille of synthetic users sent twice (to exercise the pipeline).
+    #[arg(long, default_value_t = 0)]
+    pub duplicates: u64,
+    /// Per mille of synthetic users a minute late.
+    #[arg(long, default_value_t = 0)]
+    pub late: u64,
+    /// Per mille of deliberately malformed synthetic records (they are produced).
+    #[arg(long, default_value_t = 0)]
+    pub malformed: u64,
+
+    /// How long Kafka may take to acknowledge a message before it counts as failed.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub delivery_timeout: Duration,
+    /// Give up connecting to Kafka after this long.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub kafka_timeout: Duration,
+    /// Without a terminal, print a progress line this often.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub log_every: Duration,
+    /// No progress bar or lines (warnings and the summary still print).
+    #[arg(short, long, env = "WEIR_QUIET", value_parser = clap::builder::FalseyValueParser::new())]
+    pub quiet: bool,
+    /// Log format.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ProduceArgs {
+    /// Checks the flags and resolves them into a [`ProduceConfig`].
+    pub fn resolve(&self) -> Result<ProduceConfig> {
+        let ProduceArgs {
+            brokers,
+            topic,
+            partitions,
+            replication_factor,
+            kafka_config,
+            dry_run,
+            api,
+            synthetic,
+            from_file,
+            count,
+            run_for,
+            batch,
+            every,
+            connect_timeout,
+            timeout,
+            retries,
+            backoff,
+            max_backoff,
+            breaker_after,
+            breaker_pause,
+            seed,
+            rate,
+            epoch,
+            duplicates,
+            late,
+            malformed,
+            delivery_timeout,
+            kafka_timeout,
+            log_every,
+            quiet,
+            log_format: _,
+        } = self;
+        let source = if *synthetic {
+            let generator = GeneratorArgs {
+                seed: *seed,
+                rate: *rate,
+                count: *count,
+                // One partition: the generator's messages in their global order (the same
+                // users as any partition count when nothing is duplicated).
+                partitions: 1,
+                epoch: epoch.clone(),
+                duplicates: *duplicates,
+                late: *late,
+                malformed: *malformed,
+            };
+            ProduceSource::Synthetic(generator.resolve()?)
+        } else if let Some(path) = from_file {
+            ProduceSource::File(path.clone())
+        } else {
+            if !(1..=5000).contains(batch) {
+                return Err(Error::Config(format!(
+                    "--batch {batch}: the API serves 1 to 5000 users per request"
+                )));
+            }
+            let url = api.clone().unwrap_or_else(|| DEFAULT_API.to_string());
+            let http = HttpConfig {
+                url,
+                connect_timeout: *connect_timeout,
+                timeout: *timeout,
+                retries: *retries,
+                backoff: *backoff,
+                max_backoff: (*max_backoff).max(*backoff),
+                breaker_after: *breaker_after,
+                breaker_pause: *breaker_pause,
+            };
+            // Checks the URL now, so a typo fails before anything connects.
+            crate::producer::http::ApiClient::new(http.clone())?;
+            ProduceSource::Api {
+                http,
+                batch: *batch,
+                every: *every,
+            }
+        };
+        let sink = match (brokers, dry_run) {
+            (_, true) => ProduceSink::Print,
+            (None, false) => {
+                return Err(Error::Config(
+                    "weir produce needs --brokers HOST:PORT (or --dry-run to print the users)"
+                        .into(),
+                ))
+            }
+            (Some(brokers), false) => {
+                if partitions.is_some_and(|p| p < 1) || *replication_factor < 1 {
+                    return Err(Error::Config(
+                        "--partitions and --replication-factor must be at least 1".into(),
+                    ));
+                }
+                ProduceSink::Kafka(KafkaSinkConfig {
+                    brokers: brokers.clone(),
+                    topic: topic.clone(),
+                    partitions: *partitions,
+                    replication: *replication_factor,
+                    settings: key_values(kafka_config)?,
+                    connect_timeout: *kafka_timeout,
+                    delivery_timeout: *delivery_timeout,
+                })
+            }
+        };
+        Ok(ProduceConfig {
+            source,
+            sink,
+            count: *count,
+            duration: *run_for,
+            progress: crate::producer::progress_mode(*quiet, *log_every),
+        })
+    }
+}
+
+fn key_values(items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| {
+                    Error::Config(format!("--kafka-config {item:?}: expected key=value"))
+                })
+        })
+        .collect()
 }
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {

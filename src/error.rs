@@ -19,6 +19,9 @@ pub enum Error {
     /// The sink could not be used.
     #[error("{0}")]
     Sink(String),
+    /// An HTTP source (`weir produce --api`) answered in a way that retrying cannot fix.
+    #[error("http: {0}")]
+    Http(String),
     /// The input (generator or files) could not be read.
     #[error("input: {0}")]
     Input(String),

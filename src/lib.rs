@@ -12,6 +12,7 @@
 //! | [`sink`] | the sink operator; Cassandra, SQLite and null stores; table layouts |
 //! | [`progress`] | resume offsets, and the argument that output is exactly once |
 //! | [`runtime`] | starts the cluster, builds the dataflow, writes progress, stops cleanly |
+//! | [`producer`] | `weir produce`: randomuser.me API, generator or file -> formatted users -> Kafka |
 //! | [`metrics`] | counters |
 //! | [`failpoint`] | crash points for tests |
 //! | [`error`] | infrastructure errors |
@@ -22,6 +23,7 @@ pub mod error;
 pub mod failpoint;
 pub mod metrics;
 pub mod operators;
+pub mod producer;
 pub mod progress;
 pub mod runtime;
 pub mod schema;

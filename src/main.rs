@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let run = match cli.command {
         Some(Command::Check { files }) => return check(&files),
         Some(Command::Generate { out, generator }) => return generate(&out, &generator),
+        Some(Command::Produce(args)) => return produce(&args),
         Some(Command::Run(run)) => *run,
         None => cli.run,
     };
@@ -25,27 +26,61 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e),
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    let signals = Arc::new(AtomicUsize::new(0));
-    {
-        let (shutdown, signals) = (Arc::clone(&shutdown), Arc::clone(&signals));
-        let installed = ctrlc::set_handler(move || {
-            if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-                eprintln!("weir: stopping at the next safe point (signal again to exit at once; that is safe too)");
-                shutdown.store(true, Ordering::SeqCst);
-            } else {
-                std::process::exit(130);
-            }
-        });
-        if let Err(e) = installed {
-            eprintln!("weir: cannot install the signal handler: {e}");
-        }
-    }
+    install_signals(
+        &shutdown,
+        "weir: stopping at the next safe point (signal again to exit at once; that is safe too)",
+    );
     match weir::runtime::run(config, shutdown) {
         Ok(summary) => {
             eprintln!("weir: input ended; {}", summary.stats.summary());
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+fn produce(args: &weir::config::ProduceArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    install_signals(
+        &shutdown,
+        "weir produce: stopping; waiting for deliveries (signal again to exit at once)",
+    );
+    match weir::producer::run(config, shutdown) {
+        Ok(summary) if summary.produced == 0 => {
+            let last = match summary.last_error.as_str() {
+                "" => String::new(),
+                e => format!("; last error: {e}"),
+            };
+            eprintln!("weir produce: nothing was produced ({summary}){last}");
+            ExitCode::FAILURE
+        }
+        Ok(summary) => {
+            eprintln!("weir produce: done; {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// First signal: set `shutdown`; second: exit at once.
+fn install_signals(shutdown: &Arc<AtomicBool>, first: &'static str) {
+    let signals = Arc::new(AtomicUsize::new(0));
+    let shutdown = Arc::clone(shutdown);
+    let installed = ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("{first}");
+            shutdown.store(true, Ordering::SeqCst);
+        } else {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("weir: cannot install the signal handler: {e}");
     }
 }
 

@@ -10,10 +10,9 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-
 use super::{Message, Reader, StartAt};
 use crate::error::Result;
+use crate::producer::format::FormattedUser;
 use crate::source::assign::mix64;
 
 /// What the generator makes.
@@ -74,7 +73,7 @@ impl GeneratorConfig {
         if late_roll < self.late_per_mille {
             time = time.saturating_sub(60_000);
         }
-        let user = User::random(&mut rng, time);
+        let user = random_user(&mut rng, time);
         let malformed_roll = rng.u64(0..1000);
         if malformed_roll < self.malformed_per_mille {
             match malformed_roll % 4 {
@@ -124,26 +123,6 @@ impl GeneratorConfig {
     }
 }
 
-/// A user as the tutorial's `format_data` produced it, plus `nat` and `created_at`.
-#[derive(Serialize)]
-struct User {
-    id: String,
-    first_name: &'static str,
-    last_name: &'static str,
-    gender: &'static str,
-    address: String,
-    post_code: String,
-    email: String,
-    username: String,
-    dob: String,
-    registered_date: String,
-    phone: String,
-    picture: String,
-    nat: &'static str,
-    country: &'static str,
-    created_at: String,
-}
-
 const FEMALE: &[&str] = &[
     "Emma", "Olivia", "Åse", "Chloé", "Mia", "Sofía", "Leonie", "Aino", "Zoë", "Ingrid", "Lucía",
     "Nora",
@@ -189,55 +168,54 @@ const STREETS: &[&str] = &[
     "Calle Mayor",
 ];
 
-impl User {
-    fn random(rng: &mut fastrand::Rng, created_at: u64) -> User {
-        let female = rng.bool();
-        let first = if female {
-            FEMALE[rng.usize(..FEMALE.len())]
-        } else {
-            MALE[rng.usize(..MALE.len())]
-        };
-        let last = LAST[rng.usize(..LAST.len())];
-        let (nat, country, city) = NATS[rng.usize(..NATS.len())];
-        let id = uuid::Builder::from_random_bytes(rng.u128(..).to_le_bytes()).into_uuid();
-        let username = format!("{}{}", first.to_lowercase(), rng.u32(100..1000));
-        let picture_n = rng.u32(0..100);
-        User {
-            id: id.to_string(),
-            first_name: first,
-            last_name: last,
-            gender: if female { "female" } else { "male" },
-            address: format!(
-                "{} {}, {}, {}, {}",
-                rng.u32(1..9999),
-                STREETS[rng.usize(..STREETS.len())],
-                city,
-                city,
-                country
-            ),
-            post_code: rng.u32(1000..99999).to_string(),
-            email: format!(
-                "{}.{}@example.com",
-                first.to_lowercase(),
-                last.to_lowercase()
-            ),
-            username,
-            dob: crate::time::rfc3339(rng.u64(0..1_100_000_000_000)),
-            registered_date: crate::time::rfc3339(rng.u64(1_000_000_000_000..1_700_000_000_000)),
-            phone: format!(
-                "({:03}) {:03}-{:04}",
-                rng.u32(100..1000),
-                rng.u32(100..1000),
-                rng.u32(0..10000)
-            ),
-            picture: format!(
-                "https://randomuser.me/api/portraits/med/{}/{picture_n}.jpg",
-                if female { "women" } else { "men" }
-            ),
-            nat,
-            country,
-            created_at: crate::time::rfc3339(created_at),
-        }
+/// A random user, already formatted (what `weir produce` makes of an API user).
+fn random_user(rng: &mut fastrand::Rng, created_at: u64) -> FormattedUser {
+    let female = rng.bool();
+    let first = if female {
+        FEMALE[rng.usize(..FEMALE.len())]
+    } else {
+        MALE[rng.usize(..MALE.len())]
+    };
+    let last = LAST[rng.usize(..LAST.len())];
+    let (nat, country, city) = NATS[rng.usize(..NATS.len())];
+    let id = uuid::Builder::from_random_bytes(rng.u128(..).to_le_bytes()).into_uuid();
+    let username = format!("{}{}", first.to_lowercase(), rng.u32(100..1000));
+    let picture_n = rng.u32(0..100);
+    FormattedUser {
+        id: id.to_string(),
+        first_name: first.into(),
+        last_name: last.into(),
+        gender: if female { "female" } else { "male" }.into(),
+        address: format!(
+            "{} {}, {}, {}, {}",
+            rng.u32(1..9999),
+            STREETS[rng.usize(..STREETS.len())],
+            city,
+            city,
+            country
+        ),
+        post_code: rng.u32(1000..99999).to_string(),
+        email: format!(
+            "{}.{}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        ),
+        username,
+        dob: crate::time::rfc3339(rng.u64(0..1_100_000_000_000)),
+        registered_date: crate::time::rfc3339(rng.u64(1_000_000_000_000..1_700_000_000_000)),
+        phone: format!(
+            "({:03}) {:03}-{:04}",
+            rng.u32(100..1000),
+            rng.u32(100..1000),
+            rng.u32(0..10000)
+        ),
+        picture: format!(
+            "https://randomuser.me/api/portraits/med/{}/{picture_n}.jpg",
+            if female { "women" } else { "men" }
+        ),
+        nat: nat.into(),
+        country: country.into(),
+        created_at: crate::time::rfc3339(created_at),
     }
 }
 
