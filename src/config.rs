@@ -663,13 +663,7 @@ impl RunArgs {
         };
         let source = match (brokers, input) {
             (Some(brokers), _) => {
-                let mut settings = Vec::new();
-                for item in kafka_config {
-                    let (k, v) = item.split_once('=').ok_or_else(|| {
-                        Error::Config(format!("--kafka-config {item:?}: expected key=value"))
-                    })?;
-                    settings.push((k.trim().to_string(), v.trim().to_string()));
-                }
+                let settings = key_values(kafka_config)?;
                 SourceChoice::Kafka(KafkaConfig {
                     brokers: brokers.clone(),
                     topic: topic.clone().unwrap_or_else(|| spec.topic.clone()),

@@ -126,7 +126,7 @@ pub fn render<'s>(
                 );
             };
             records_in.for_each(|cap, data| {
-                let rows = data.iter().map(|r| tables.row_cells(r)).collect();
+                let rows = data.drain(..).map(|r| tables.into_row_cells(r)).collect();
                 submit(TableSet::ROWS, rows, cap.retain_least(0), 0);
             });
             rejects_in.for_each(|cap, data| {

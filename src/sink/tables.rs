@@ -329,7 +329,15 @@ impl TableSet {
     pub fn row_cells(&self, record: &Record) -> Vec<Cell> {
         self.columns
             .iter()
-            .map(|i| value_cell(&record.values[*i]))
+            .map(|i| value_cell(record.values[*i].clone()))
+            .collect()
+    }
+
+    /// A record's row, moving its values (the sink's hot path: no string is copied).
+    pub fn into_row_cells(&self, mut record: Record) -> Vec<Cell> {
+        self.columns
+            .iter()
+            .map(|i| value_cell(std::mem::replace(&mut record.values[*i], Value::Null)))
             .collect()
     }
 
@@ -442,15 +450,15 @@ impl TableSet {
     }
 }
 
-fn value_cell(v: &Value) -> Cell {
+fn value_cell(v: Value) -> Cell {
     match v {
         Value::Null => Cell::Null,
-        Value::Text(s) => Cell::Text(s.clone()),
-        Value::Uuid(u) => Cell::Uuid(*u),
-        Value::Int(i) => Cell::Bigint(*i),
-        Value::Float(f) => Cell::Double(*f),
-        Value::Bool(b) => Cell::Boolean(*b),
-        Value::Timestamp(t) => Cell::Timestamp(*t),
+        Value::Text(s) => Cell::Text(s),
+        Value::Uuid(u) => Cell::Uuid(u),
+        Value::Int(i) => Cell::Bigint(i),
+        Value::Float(f) => Cell::Double(f),
+        Value::Bool(b) => Cell::Boolean(b),
+        Value::Timestamp(t) => Cell::Timestamp(t),
     }
 }
 
