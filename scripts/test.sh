@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/test-servers.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+bash scripts/validate-deploy.sh   # docker-compose.yaml, Dockerfile, deploy/: offline
 cargo test --locked "$@"
 # Benchmarks still build and run (a smoke run, not a measurement).
 cargo test --locked --bench kernels

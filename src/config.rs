@@ -265,6 +265,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve the status page (/) and Prometheus metrics (/metrics) here, or `off`. With -n,
+    /// process p listens on the port plus p. Use 0.0.0.0:9898 to be reachable from other hosts.
+    #[arg(long, env = "WEIR_METRICS_ADDR", default_value = "127.0.0.1:9898")]
+    pub metrics_addr: String,
 }
 
 /// The randomuser.me API.
@@ -564,6 +568,8 @@ pub struct RunConfig {
     pub shutdown_timeout: Duration,
     /// Print no window results.
     pub quiet: bool,
+    /// Where to serve the status page and metrics (`None`: nowhere).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -604,6 +610,7 @@ impl RunArgs {
             partition_discovery,
             quiet,
             log_format: _,
+            metrics_addr,
         } = self;
         if *workers == 0 || *processes == 0 {
             return Err(Error::Config("-w and -n must be at least 1".into()));
@@ -750,6 +757,26 @@ impl RunArgs {
         if *batch == 0 {
             return Err(Error::Config("--batch must be at least 1".into()));
         }
+        let metrics_addr = match metrics_addr.as_str() {
+            "off" | "" => None,
+            text => {
+                let mut addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "--metrics-addr {text:?}: use ip:port like 127.0.0.1:9898, or `off`"
+                    ))
+                })?;
+                if addr.port() != 0 {
+                    let port = addr.port() as usize + process;
+                    let port = u16::try_from(port).map_err(|_| {
+                        Error::Config(format!(
+                            "--metrics-addr {text}: port + -p {process} is above 65535"
+                        ))
+                    })?;
+                    addr.set_port(port);
+                }
+                Some(addr)
+            }
+        };
         Ok(RunConfig {
             workers: *workers,
             processes: *processes,
@@ -766,6 +793,7 @@ impl RunArgs {
             shutdown_timeout: *shutdown_timeout,
             partition_discovery: *partition_discovery,
             quiet: *quiet,
+            metrics_addr,
         })
     }
 }

@@ -13,7 +13,9 @@
 //! | [`progress`] | resume offsets, and the argument that output is exactly once |
 //! | [`runtime`] | starts the cluster, builds the dataflow, writes progress, stops cleanly |
 //! | [`producer`] | `weir produce`: randomuser.me API, generator or file -> formatted users -> Kafka |
-//! | [`metrics`] | counters |
+//! | [`metrics`] | totals and Prometheus metrics |
+//! | [`status`] | the status page's model: workers, partitions, throughput, recent events |
+//! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz` |
 //! | [`failpoint`] | crash points for tests |
 //! | [`error`] | infrastructure errors |
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod http;
 pub mod metrics;
 pub mod operators;
 pub mod producer;
@@ -30,6 +33,7 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod spec;
+pub mod status;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -91,10 +91,11 @@ fn fail(e: &weir::Error) -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    // The clients' own chatter (every refused connection, retried by the client) is off by
-    // default: Weir reports what matters in its own words. WEIR_LOG=debug,rdkafka=info shows it.
+    // Weir's lifecycle events (start, partitions assigned, first write, progress written once a
+    // minute, shutdown) at info; the clients' own chatter (every refused connection, retried by
+    // the client) is off by default. WEIR_LOG=debug,rdkafka=info shows it.
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off,scylla=off".into());
+        .unwrap_or_else(|_| "warn,weir=info,librdkafka=off,rdkafka=off,scylla=off".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,8 +1,26 @@
-//! Counters shared by the workers of a process, for the banner, the final summary and tests.
+//! What a process observes about itself: totals for the banner, the summary and backpressure
+//! ([`Stats`]), the Prometheus metrics served at `/metrics` ([`Metrics`]), and the status
+//! page's model ([`crate::status::StatusBoard`]).
+//!
+//! Contract: hot paths never touch a shared counter per record. The source adds its counts
+//! once per batch and partition, the sink once per write; the worker loop publishes gauges
+//! (frontiers, positions, lag) a few times a second. Label values are small integers and
+//! table names, so the number of series is bounded by workers x partitions x tables.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
-/// Process-wide counters.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::status::StatusBoard;
+
+/// Process-wide totals, the Prometheus metrics and the status board.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Messages read.
@@ -23,22 +41,13 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Rows submitted to the sink and not yet acknowledged (the source pauses when too many).
     pub in_flight_rows: AtomicU64,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// What the status page shows.
+    pub status: StatusBoard,
 }
 
 impl Stats {
-    /// A message of `bytes` was read.
-    pub fn add_read(&self, bytes: usize) {
-        self.messages.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
-    }
-    /// A message was a dead letter.
-    pub fn add_dead_letter(&self) {
-        self.dead_letters.fetch_add(1, Relaxed);
-    }
-    /// A message was late.
-    pub fn add_late(&self) {
-        self.late.fetch_add(1, Relaxed);
-    }
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
@@ -51,5 +60,300 @@ impl Stats {
             self.windows_written.load(Relaxed),
             self.progress_written.load(Relaxed),
         )
+    }
+
+    /// A sink write was retried.
+    pub fn add_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+        self.metrics.write_retries.inc();
+    }
+}
+
+/// Labels of per-partition series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Global worker index.
+    pub worker: usize,
+    /// Partition.
+    pub partition: i32,
+}
+
+/// Labels of per-worker series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    /// Global worker index.
+    pub worker: usize,
+}
+
+/// Labels of per-worker, per-table series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// Global worker index.
+    pub worker: usize,
+    /// Table name.
+    pub table: String,
+}
+
+/// Labels of per-table series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableOnly {
+    /// Table name.
+    pub table: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type Latency = Family<TableOnly, Histogram, fn() -> Histogram>;
+
+/// The Prometheus metrics, all prefixed `weir_`. README "Operating" says what each means.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// `weir_records_read_total{worker,partition}`.
+    pub records_read: Family<PartitionLabels, Counter>,
+    /// `weir_bytes_read_total{worker,partition}`.
+    pub bytes_read: Family<PartitionLabels, Counter>,
+    /// `weir_parse_errors_total{worker,partition}`: dead letters.
+    pub parse_errors: Family<PartitionLabels, Counter>,
+    /// `weir_late_records_total{worker,partition}`.
+    pub late_records: Family<PartitionLabels, Counter>,
+    /// `weir_rows_written_total{worker,table}`: rows acknowledged by the store.
+    pub rows_written: Family<TableLabels, Counter>,
+    /// `weir_write_duration_seconds{table}`: from submitting a write to its acknowledgement.
+    pub write_duration: Latency,
+    /// `weir_write_rows_in_flight{worker}`: rows submitted and not yet acknowledged.
+    pub write_rows_in_flight: Family<WorkerLabels, Gauge>,
+    /// `weir_write_retries_total`.
+    pub write_retries: Counter,
+    /// `weir_event_time_frontier_seconds{worker}`: the source's low watermark.
+    pub event_time_frontier: Family<WorkerLabels, FloatGauge>,
+    /// `weir_frontier_lag_seconds{worker}`: wall clock minus the event-time frontier.
+    pub frontier_lag: Family<WorkerLabels, FloatGauge>,
+    /// `weir_durable_frontier_seconds{worker}`: everything below it is durable.
+    pub durable_frontier: Family<WorkerLabels, FloatGauge>,
+    /// `weir_kafka_high_watermark{worker,partition}`: the partition's end, as last seen.
+    pub high_watermark: Family<PartitionLabels, Gauge>,
+    /// `weir_source_position{worker,partition}`: the next offset to read.
+    pub position: Family<PartitionLabels, Gauge>,
+    /// `weir_consumer_lag_records{worker,partition}`: high watermark minus position.
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// `weir_durable_offset{worker,partition}`: the resume offset of the last durable progress.
+    pub durable_offset: Family<PartitionLabels, Gauge>,
+    /// `weir_windows_written_total{worker}`: window results acknowledged.
+    pub windows_written: Family<WorkerLabels, Counter>,
+    /// `weir_progress_writes_total{worker}`: progress records acknowledged.
+    pub progress_writes: Family<WorkerLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("weir");
+        macro_rules! metric {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let metric = $metric;
+                registry.register($name, $help, metric.clone());
+                metric
+            }};
+        }
+        let metrics = Metrics {
+            records_read: metric!("records_read", "Messages read", Family::default()),
+            bytes_read: metric!("bytes_read", "Message bytes read", Family::default()),
+            parse_errors: metric!(
+                "parse_errors",
+                "Messages that did not parse (dead letters)",
+                Family::default()
+            ),
+            late_records: metric!(
+                "late_records",
+                "Records below their partition's watermark",
+                Family::default()
+            ),
+            rows_written: metric!(
+                "rows_written",
+                "Rows acknowledged by the store",
+                Family::default()
+            ),
+            write_duration: metric!(
+                "write_duration_seconds",
+                "Time from submitting a write to its acknowledgement",
+                Family::new_with_constructor(latency_histogram as fn() -> Histogram)
+            ),
+            write_rows_in_flight: metric!(
+                "write_rows_in_flight",
+                "Rows submitted to the store and not yet acknowledged",
+                Family::default()
+            ),
+            write_retries: metric!("write_retries", "Retried store writes", Counter::default()),
+            event_time_frontier: metric!(
+                "event_time_frontier_seconds",
+                "The source's event-time frontier (low watermark), unix seconds",
+                Family::default()
+            ),
+            frontier_lag: metric!(
+                "frontier_lag_seconds",
+                "Wall clock minus the event-time frontier",
+                Family::default()
+            ),
+            durable_frontier: metric!(
+                "durable_frontier_seconds",
+                "Event time below which every output is durable, unix seconds",
+                Family::default()
+            ),
+            high_watermark: metric!(
+                "kafka_high_watermark",
+                "The partition's high watermark, as last seen by the consumer",
+                Family::default()
+            ),
+            position: metric!(
+                "source_position",
+                "The next offset to read",
+                Family::default()
+            ),
+            consumer_lag: metric!(
+                "consumer_lag_records",
+                "High watermark minus the next offset to read",
+                Family::default()
+            ),
+            durable_offset: metric!(
+                "durable_offset",
+                "Resume offset recorded by the last durable progress record",
+                Family::default()
+            ),
+            windows_written: metric!(
+                "windows_written",
+                "Window results acknowledged by the store",
+                Family::default()
+            ),
+            progress_writes: metric!(
+                "progress_writes",
+                "Progress records acknowledged by the store",
+                Family::default()
+            ),
+            registry: Mutex::new(Registry::default()),
+        };
+        *metrics.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Registers `weir_build_info{version,dataflow,source,sink} 1`.
+    pub fn set_build_info(&self, dataflow: &str, source: &str, sink: &str) {
+        let info = Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("dataflow", dataflow.to_string()),
+            ("source", source.to_string()),
+            ("sink", sink.to_string()),
+        ]);
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register("build", "Weir's version and what this process runs", info);
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        text
+    }
+}
+
+/// A partition's counters, held by the source and added to once per batch.
+#[derive(Clone, Debug)]
+pub struct PartitionMeters {
+    records: Counter,
+    bytes: Counter,
+    parse_errors: Counter,
+    late: Counter,
+    /// Counts of the current batch.
+    pending: [u64; 4],
+}
+
+impl PartitionMeters {
+    /// The counters of `partition` read by `worker`.
+    pub fn new(metrics: &Metrics, worker: usize, partition: i32) -> Self {
+        let labels = PartitionLabels { worker, partition };
+        PartitionMeters {
+            records: metrics.records_read.get_or_create_owned(&labels),
+            bytes: metrics.bytes_read.get_or_create_owned(&labels),
+            parse_errors: metrics.parse_errors.get_or_create_owned(&labels),
+            late: metrics.late_records.get_or_create_owned(&labels),
+            pending: [0; 4],
+        }
+    }
+
+    /// A message of `bytes` was read.
+    #[inline]
+    pub fn read(&mut self, bytes: usize) {
+        self.pending[0] += 1;
+        self.pending[1] += bytes as u64;
+    }
+
+    /// The message was a dead letter.
+    #[inline]
+    pub fn dead_letter(&mut self) {
+        self.pending[2] += 1;
+    }
+
+    /// The message was late.
+    #[inline]
+    pub fn late(&mut self) {
+        self.pending[3] += 1;
+    }
+
+    /// Adds the batch's counts to the metrics and the process totals.
+    pub fn flush(&mut self, stats: &Stats) {
+        let [records, bytes, errors, late] = std::mem::take(&mut self.pending);
+        if records == 0 {
+            return;
+        }
+        self.records.inc_by(records);
+        self.bytes.inc_by(bytes);
+        stats.messages.fetch_add(records, Relaxed);
+        stats.bytes.fetch_add(bytes, Relaxed);
+        if errors > 0 {
+            self.parse_errors.inc_by(errors);
+            stats.dead_letters.fetch_add(errors, Relaxed);
+        }
+        if late > 0 {
+            self.late.inc_by(late);
+            stats.late.fetch_add(late, Relaxed);
+        }
+    }
+
+    /// Messages read so far (flushed).
+    pub fn records(&self) -> u64 {
+        self.records.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_reach_the_exposition_and_the_totals() {
+        let stats = Stats::default();
+        stats.metrics.set_build_info("users", "generator", "null");
+        let mut meters = PartitionMeters::new(&stats.metrics, 1, 3);
+        meters.read(100);
+        meters.read(50);
+        meters.dead_letter();
+        meters.flush(&stats);
+        meters.flush(&stats);
+        let text = stats.metrics.encode();
+        assert!(text.contains("weir_records_read_total{worker=\"1\",partition=\"3\"} 2"));
+        assert!(text.contains("weir_bytes_read_total{worker=\"1\",partition=\"3\"} 150"));
+        assert!(text.contains("weir_parse_errors_total{worker=\"1\",partition=\"3\"} 1"));
+        assert!(text.contains("weir_build_info{"), "{text}");
+        assert_eq!(stats.messages.load(Relaxed), 2);
+        assert_eq!(stats.dead_letters.load(Relaxed), 1);
     }
 }

@@ -27,7 +27,7 @@ use timely::dataflow::ProbeHandle;
 
 use crate::config::{RunConfig, SinkChoice, SourceChoice};
 use crate::error::{Error, Result};
-use crate::metrics::Stats;
+use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
 use crate::progress::{PartitionLedger, PartitionProgress};
 use crate::schema::Schema;
 use crate::sink::cassandra::CassandraStore;
@@ -36,6 +36,7 @@ use crate::sink::{NullStore, Store, TableSet};
 use crate::source::generator::GeneratorReader;
 use crate::source::{file::FileReader, kafka::KafkaReader, Reader, SourceParts};
 use crate::spec::DataflowSpec;
+use crate::status::{DataflowInfo, PartitionStatus, WorkerStatus};
 
 /// What a finished run did.
 #[derive(Debug)]
@@ -120,7 +121,6 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         crate::source::file::partition_files(dir)?;
     }
 
-    let workers = config.workers * config.processes;
     let source_text = match &config.source {
         SourceChoice::Kafka(k) => format!("kafka {} topic {}", k.brokers, k.topic),
         SourceChoice::Generator(g) => format!(
@@ -142,25 +142,44 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
     } else {
         format!("resuming {} partitions", restored.len())
     };
+    // Neither description contains a credential: see `source_text` and `Store::describe`.
+    stats
+        .metrics
+        .set_build_info(&spec.name, &source_text, &store.describe());
+    stats.status.set_dataflow(DataflowInfo {
+        name: spec.name.clone(),
+        file: spec.path.display().to_string(),
+        topic: spec.topic.clone(),
+        source: source_text.clone(),
+        sink: store.describe(),
+        workers: config.workers,
+        processes: config.processes,
+        process: config.process,
+        windows: spec.windows.iter().map(|w| w.name.clone()).collect(),
+        dimensions: spec
+            .dimensions
+            .iter()
+            .map(|d| spec.fields[*d].name.clone())
+            .collect(),
+        aggregates: spec.aggregates.iter().map(|a| a.name.clone()).collect(),
+    });
+    let status_url = match config.metrics_addr {
+        Some(addr) => {
+            let bound = crate::http::serve(addr, Arc::clone(&stats))?;
+            format!("http://{bound}/ (metrics at /metrics)")
+        }
+        None => "off".to_string(),
+    };
     tracing::info!(
         dataflow = %spec.name,
         file = %spec.path.display(),
         source = %source_text,
         sink = %store.describe(),
-        workers,
+        workers = config.workers,
         processes = config.processes,
+        status = %status_url,
         "start ({resumed})"
     );
-    if !config.quiet {
-        eprintln!(
-            "weir: dataflow {} ({})\n  source: {source_text}\n  sink:   {}\n  workers: {} x {} process(es); {resumed}",
-            spec.name,
-            spec.path.display(),
-            store.describe(),
-            config.workers,
-            config.processes
-        );
-    }
 
     let timely_config = config.timely_config()?;
     let local_workers = config.workers;
@@ -251,11 +270,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             Arc::clone(&shared.store),
             Arc::clone(&shared.tables),
             Arc::clone(&shared.stats),
+            &shared.spec,
         )
         .probe_with(&durable_probe);
     });
 
-    let mut progress = ProgressWriter::new(shared);
+    let mut progress = ProgressWriter::new(shared, worker.index());
+    let mut publisher = StatusPublisher::new(worker.index());
     let mut shutdown_since: Option<Instant> = None;
     loop {
         worker.step_or_park(Some(Duration::from_millis(20)));
@@ -267,7 +288,22 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             return Ok(());
         }
         progress.maybe_write(&ledgers, durable, false);
+        publisher.maybe_publish(
+            shared,
+            &ledgers,
+            &reader,
+            &source_probe,
+            durable,
+            &progress.durable,
+        );
         if shared.shutdown.load(Ordering::Relaxed) {
+            if shutdown_since.is_none() {
+                tracing::info!(
+                    worker = worker.index(),
+                    "shutdown requested: stopped reading, writing what the frontier completed"
+                );
+                shared.stats.status.set_stopping();
+            }
             let since = *shutdown_since.get_or_insert_with(Instant::now);
             let source = source_probe.with_frontier(|f| f.first().copied());
             let drained =
@@ -294,40 +330,163 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     }
 }
 
+/// Publishes a worker's frontiers, positions and lag to the metrics and the status board, a
+/// few times a second.
+struct StatusPublisher {
+    worker: usize,
+    last: Option<Instant>,
+}
+
+impl StatusPublisher {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn new(worker: usize) -> Self {
+        StatusPublisher { worker, last: None }
+    }
+
+    fn maybe_publish(
+        &mut self,
+        shared: &Shared,
+        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
+        reader: &Rc<RefCell<Box<dyn Reader>>>,
+        source_probe: &ProbeHandle<u64>,
+        durable: Option<u64>,
+        durable_offsets: &BTreeMap<i32, i64>,
+    ) {
+        if self.last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let metrics = &shared.stats.metrics;
+        let worker = WorkerLabels {
+            worker: self.worker,
+        };
+        // Time 0 is the source's initial capability, before it has read anything.
+        let frontier = source_probe
+            .with_frontier(|f| f.first().copied())
+            .filter(|t| *t > 0);
+        let durable = durable.filter(|t| *t > 0);
+        let now = crate::time::now_ms();
+        if let Some(f) = frontier {
+            metrics
+                .event_time_frontier
+                .get_or_create(&worker)
+                .set(f as f64 / 1000.0);
+            metrics
+                .frontier_lag
+                .get_or_create(&worker)
+                .set(now.saturating_sub(f) as f64 / 1000.0);
+        }
+        if let Some(d) = durable {
+            metrics
+                .durable_frontier
+                .get_or_create(&worker)
+                .set(d as f64 / 1000.0);
+        }
+        let reader = reader.borrow();
+        let mut partitions = Vec::new();
+        for (partition, ledger) in ledgers.borrow().iter() {
+            let labels = PartitionLabels {
+                worker: self.worker,
+                partition: *partition,
+            };
+            let high_watermark = reader.high_watermark(*partition);
+            let lag = high_watermark.map(|h| (h - ledger.next_offset).max(0));
+            metrics
+                .position
+                .get_or_create(&labels)
+                .set(ledger.next_offset);
+            if let (Some(h), Some(l)) = (high_watermark, lag) {
+                metrics.high_watermark.get_or_create(&labels).set(h);
+                metrics.consumer_lag.get_or_create(&labels).set(l);
+            }
+            partitions.push(PartitionStatus {
+                partition: *partition,
+                position: ledger.next_offset,
+                high_watermark,
+                lag,
+                durable_offset: durable_offsets.get(partition).copied(),
+                watermark_ms: ledger.clock.watermark,
+                records: metrics.records_read.get_or_create(&labels).get(),
+                finished: ledger.finished,
+            });
+        }
+        shared.stats.status.set_worker(WorkerStatus {
+            worker: self.worker,
+            frontier_ms: frontier,
+            durable_ms: durable,
+            partitions,
+        });
+    }
+}
+
 /// (partition, resume offset) pairs.
 type Offsets = Vec<(i32, i64)>;
 
 /// Writes this worker's progress records, one write in flight at a time.
 struct ProgressWriter<'a> {
     shared: &'a Shared,
+    worker: usize,
     written: HashMap<i32, (i64, u64)>,
     /// Set by the store when the write in flight is durable: the offsets it recorded.
     in_flight: Arc<Mutex<Option<Offsets>>>,
     busy: bool,
     last: Instant,
+    /// Resume offsets of the last durable progress record, per partition.
+    durable: BTreeMap<i32, i64>,
+    /// When progress was last logged at info level.
+    logged: Option<Instant>,
 }
 
 impl<'a> ProgressWriter<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a Shared, worker: usize) -> Self {
         ProgressWriter {
             shared,
+            worker,
             written: HashMap::new(),
             in_flight: Arc::default(),
             busy: false,
             last: Instant::now(),
+            durable: BTreeMap::new(),
+            logged: None,
         }
     }
 
     /// Notices an acknowledged progress write and commits its offsets to Kafka.
     fn poll(&mut self, reader: &Rc<RefCell<Box<dyn Reader>>>) {
-        if let Some(offsets) = self
+        let acknowledged = self
             .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+            .take();
+        if let Some(offsets) = acknowledged {
             self.busy = false;
             reader.borrow().commit(&offsets);
+            let metrics = &self.shared.stats.metrics;
+            for (partition, offset) in &offsets {
+                self.durable.insert(*partition, *offset);
+                let labels = PartitionLabels {
+                    worker: self.worker,
+                    partition: *partition,
+                };
+                metrics.durable_offset.get_or_create(&labels).set(*offset);
+            }
+            metrics
+                .progress_writes
+                .get_or_create(&WorkerLabels {
+                    worker: self.worker,
+                })
+                .inc();
+            // One line a minute per worker; every write at debug level.
+            if self
+                .logged
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+            {
+                self.logged = Some(Instant::now());
+                tracing::info!(worker = self.worker, offsets = ?self.durable, "progress written");
+            } else {
+                tracing::debug!(worker = self.worker, offsets = ?offsets, "progress written");
+            }
         }
     }
 

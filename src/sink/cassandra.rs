@@ -231,7 +231,7 @@ impl Store for CassandraStore {
                         {
                             Ok(_) => break,
                             Err(e) if attempt < max_attempts => {
-                                stats.retries.fetch_add(1, Ordering::Relaxed);
+                                stats.add_retry();
                                 let backoff = Duration::from_millis(50 << attempt.min(7))
                                     .min(Duration::from_secs(5));
                                 tracing::warn!(

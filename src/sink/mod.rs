@@ -27,11 +27,13 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::error::Result;
-use crate::metrics::Stats;
+use crate::metrics::{Stats, TableLabels, TableOnly, WorkerLabels};
 use crate::operators::window::WindowResult;
 use crate::progress::PartitionProgress;
 use crate::schema::Record;
 use crate::source::Reject;
+use crate::spec::DataflowSpec;
+use crate::status::{WindowEvent, RECENT};
 pub use tables::{Cell, ColumnType, Table, TableSet};
 
 /// Called once a write is durable.
@@ -77,8 +79,24 @@ pub fn render<'s>(
     store: Arc<dyn Store>,
     tables: Arc<TableSet>,
     stats: Arc<Stats>,
+    spec: &DataflowSpec,
 ) -> Stream<'s, u64, Vec<()>> {
     let scope = records.scope();
+    let worker = scope.index();
+    let meters: Vec<WriteMeters> = tables
+        .tables
+        .iter()
+        .map(|t| WriteMeters::new(&stats, worker, &t.name))
+        .collect();
+    let windows_written = stats
+        .metrics
+        .windows_written
+        .get_or_create_owned(&WorkerLabels { worker });
+    let in_flight_rows = stats
+        .metrics
+        .write_rows_in_flight
+        .get_or_create_owned(&WorkerLabels { worker });
+    let names = WindowNames::new(spec);
     let mut builder = OperatorBuilder::new("Sink".to_string(), scope);
     let info = builder.operator_info();
     let activator = Arc::new(scope.worker().sync_activator_for(info.address.to_vec()));
@@ -92,14 +110,18 @@ pub fn render<'s>(
         let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
         let mut in_flight: HashMap<u64, Capability<u64>> = HashMap::new();
         let mut next_id = 0u64;
+        let mut first_write = true;
         move |_frontiers| {
             for id in std::mem::take(&mut *acked.lock().unwrap_or_else(|e| e.into_inner())) {
                 in_flight.remove(&id);
+                if std::mem::take(&mut first_write) {
+                    tracing::info!(worker, "first write acknowledged by the store");
+                }
             }
             let mut submit = |table: usize,
                               rows: Vec<Vec<Cell>>,
                               capability: Option<Capability<u64>>,
-                              windows: u64| {
+                              windows: Vec<WindowEvent>| {
                 let Some(capability) = capability.filter(|_| !rows.is_empty()) else {
                     return;
                 };
@@ -108,18 +130,32 @@ pub fn render<'s>(
                 in_flight.insert(id, capability);
                 let count = rows.len() as u64;
                 stats.in_flight_rows.fetch_add(count, Relaxed);
-                let (acked, activator, stats) = (
+                in_flight_rows.inc_by(count as i64);
+                let (acked, activator, stats, meter, in_flight_rows, windows_written) = (
                     Arc::clone(&acked),
                     Arc::clone(&activator),
                     Arc::clone(&stats),
+                    meters[table].clone(),
+                    in_flight_rows.clone(),
+                    windows_written.clone(),
                 );
+                let submitted = std::time::Instant::now();
                 store.write(
                     table,
                     rows,
                     Box::new(move || {
+                        meter.written(count, submitted);
+                        in_flight_rows.dec_by(count as i64);
                         stats.in_flight_rows.fetch_sub(count, Relaxed);
                         stats.rows_written.fetch_add(count, Relaxed);
-                        stats.windows_written.fetch_add(windows, Relaxed);
+                        if !windows.is_empty() {
+                            stats.windows_written.fetch_add(count, Relaxed);
+                            windows_written.inc_by(count);
+                            stats.status.add_windows(windows.into_iter().map(|mut w| {
+                                w.at_ms = crate::time::now_ms();
+                                w
+                            }));
+                        }
                         acked.lock().unwrap_or_else(|e| e.into_inner()).push(id);
                         let _ = activator.activate();
                     }),
@@ -127,7 +163,7 @@ pub fn render<'s>(
             };
             records_in.for_each(|cap, data| {
                 let rows = data.drain(..).map(|r| tables.into_row_cells(r)).collect();
-                submit(TableSet::ROWS, rows, cap.retain_least(0), 0);
+                submit(TableSet::ROWS, rows, cap.retain_least(0), Vec::new());
             });
             rejects_in.for_each(|cap, data| {
                 let (mut dead, mut late) = (Vec::new(), Vec::new());
@@ -137,21 +173,96 @@ pub fn render<'s>(
                         (false, cells) => late.push(cells),
                     }
                 }
-                submit(TableSet::DEAD_LETTERS, dead, cap.retain_least(0), 0);
-                submit(TableSet::LATE, late, cap.retain_least(0), 0);
+                submit(
+                    TableSet::DEAD_LETTERS,
+                    dead,
+                    cap.retain_least(0),
+                    Vec::new(),
+                );
+                submit(TableSet::LATE, late, cap.retain_least(0), Vec::new());
             });
             windows_in.for_each(|cap, data| {
                 let by_value = data.iter().map(|w| tables.by_value_cells(w)).collect();
                 let by_window = data.iter().map(|w| tables.by_window_cells(w)).collect();
+                let recent = data[data.len().saturating_sub(RECENT)..]
+                    .iter()
+                    .map(|w| names.event(w))
+                    .collect();
+                submit(TableSet::BY_VALUE, by_value, cap.retain_least(0), recent);
                 submit(
-                    TableSet::BY_VALUE,
-                    by_value,
+                    TableSet::BY_WINDOW,
+                    by_window,
                     cap.retain_least(0),
-                    data.len() as u64,
+                    Vec::new(),
                 );
-                submit(TableSet::BY_WINDOW, by_window, cap.retain_least(0), 0);
             });
         }
     });
     durable
+}
+
+/// One table's write metrics, for one worker.
+#[derive(Clone)]
+struct WriteMeters {
+    rows: prometheus_client::metrics::counter::Counter,
+    duration: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl WriteMeters {
+    fn new(stats: &Stats, worker: usize, table: &str) -> Self {
+        let metrics = &stats.metrics;
+        WriteMeters {
+            rows: metrics.rows_written.get_or_create_owned(&TableLabels {
+                worker,
+                table: table.to_string(),
+            }),
+            duration: metrics.write_duration.get_or_create_owned(&TableOnly {
+                table: table.to_string(),
+            }),
+        }
+    }
+
+    fn written(&self, rows: u64, submitted: std::time::Instant) {
+        self.rows.inc_by(rows);
+        self.duration.observe(submitted.elapsed().as_secs_f64());
+    }
+}
+
+/// Names of windows, dimensions and aggregates, for the status page.
+struct WindowNames {
+    windows: Vec<String>,
+    dimensions: Vec<String>,
+    aggregates: Vec<String>,
+}
+
+impl WindowNames {
+    fn new(spec: &DataflowSpec) -> Self {
+        WindowNames {
+            windows: spec.windows.iter().map(|w| w.name.clone()).collect(),
+            dimensions: spec
+                .dimensions
+                .iter()
+                .map(|d| spec.fields[*d].name.clone())
+                .collect(),
+            aggregates: spec.aggregates.iter().map(|a| a.name.clone()).collect(),
+        }
+    }
+
+    fn event(&self, w: &WindowResult) -> WindowEvent {
+        let name = |names: &[String], i: u16| names.get(i as usize).cloned().unwrap_or_default();
+        WindowEvent {
+            at_ms: 0,
+            window: name(&self.windows, w.window),
+            start_ms: w.start,
+            end_ms: w.end,
+            dimension: name(&self.dimensions, w.dimension),
+            value: w.value.clone(),
+            aggregates: self
+                .aggregates
+                .iter()
+                .zip(&w.aggregates)
+                .map(|(n, v)| (n.clone(), v.to_string()))
+                .collect(),
+        }
+    }
 }

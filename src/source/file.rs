@@ -39,6 +39,8 @@ struct OpenPartition {
     partition: i32,
     reader: BufReader<File>,
     position: i64,
+    /// Length when opened.
+    len: i64,
     done: bool,
 }
 
@@ -85,6 +87,7 @@ impl Reader for FileReader {
                 partition: *partition,
                 reader: BufReader::with_capacity(1 << 16, file),
                 position,
+                len,
                 done: false,
             });
             positions.push((*partition, position));
@@ -136,5 +139,13 @@ impl Reader for FileReader {
 
     fn finished(&self, partition: i32) -> bool {
         self.open.iter().any(|p| p.partition == partition && p.done)
+    }
+
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
+        // Offsets are byte positions: the file's length when it was opened.
+        self.open
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.len)
     }
 }

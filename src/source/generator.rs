@@ -224,6 +224,8 @@ pub struct GeneratorReader {
     config: GeneratorConfig,
     /// (partition, next offset), for the partitions this worker reads.
     positions: Vec<(i32, i64)>,
+    /// (partition, offset it started at).
+    starts: Vec<(i32, i64)>,
     started: std::time::Instant,
     released: u64,
     share: f64,
@@ -236,6 +238,7 @@ impl GeneratorReader {
         GeneratorReader {
             config,
             positions: Vec::new(),
+            starts: Vec::new(),
             started: std::time::Instant::now(),
             released: 0,
             share: 0.0,
@@ -261,6 +264,7 @@ impl Reader for GeneratorReader {
                 (*p, offset)
             })
             .collect();
+        self.starts = self.positions.clone();
         self.share = partitions.len() as f64 / self.config.partitions.max(1) as f64;
         self.started = std::time::Instant::now();
         self.released = 0;
@@ -305,6 +309,19 @@ impl Reader for GeneratorReader {
         self.positions
             .iter()
             .any(|(p, o)| *p == partition && len.is_some_and(|len| *o >= len))
+    }
+
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
+        // What the pacer has made available so far, spread evenly over this reader's
+        // partitions; the partition's length when unthrottled.
+        let len = self.config.partition_len(partition);
+        if self.config.rate <= 0.0 {
+            return len;
+        }
+        let start = self.starts.iter().find(|(p, _)| *p == partition)?.1;
+        let allowed = self.started.elapsed().as_secs_f64() * self.config.rate * self.share;
+        let available = start + (allowed / self.starts.len().max(1) as f64) as i64;
+        Some(len.map_or(available, |len| available.min(len)))
     }
 
     fn idle_wait(&self) -> Option<std::time::Duration> {

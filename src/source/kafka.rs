@@ -5,12 +5,13 @@
 //! used to commit offsets after the sink's progress record, so that lag tools work.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::{Message, Reader, StartAt};
 use crate::error::{Error, Result};
@@ -52,7 +53,10 @@ impl KafkaConfig {
             .set(
                 "socket.connection.setup.timeout.ms",
                 (self.timeout.as_millis().max(1000)).to_string(),
-            );
+            )
+            // Statistics once a second carry each partition's high watermark, for the
+            // consumer-lag metric, without a request to the broker.
+            .set("statistics.interval.ms", "1000");
         for (k, v) in &self.settings {
             c.set(k, v);
         }
@@ -60,10 +64,36 @@ impl KafkaConfig {
     }
 }
 
+/// Keeps the high watermarks that librdkafka's statistics report.
+#[derive(Default)]
+pub struct WatermarkContext {
+    topic: String,
+    high: Arc<Mutex<HashMap<i32, i64>>>,
+}
+
+impl ClientContext for WatermarkContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut high = self.high.lock().unwrap_or_else(|e| e.into_inner());
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+        {
+            high.insert(p.partition, p.hi_offset);
+        }
+    }
+}
+
+impl ConsumerContext for WatermarkContext {}
+
 /// Reads this worker's partitions of one topic.
 pub struct KafkaReader {
     config: KafkaConfig,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<WatermarkContext>,
+    high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     /// Exclusive end per partition, for bounded runs.
     ends: HashMap<i32, i64>,
     /// Next offset to read per assigned partition.
@@ -73,15 +103,24 @@ pub struct KafkaReader {
 impl KafkaReader {
     /// Connects, and checks that the topic exists.
     pub fn connect(config: KafkaConfig) -> Result<Self> {
-        let consumer: BaseConsumer = config.client_config().create().map_err(|e| {
-            Error::Kafka(format!(
-                "cannot create a consumer for {}: {e}; check --brokers and --kafka-config",
-                config.brokers
-            ))
-        })?;
+        let high_watermarks: Arc<Mutex<HashMap<i32, i64>>> = Arc::default();
+        let context = WatermarkContext {
+            topic: config.topic.clone(),
+            high: Arc::clone(&high_watermarks),
+        };
+        let consumer: BaseConsumer<WatermarkContext> = config
+            .client_config()
+            .create_with_context(context)
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "cannot create a consumer for {}: {e}; check --brokers and --kafka-config",
+                    config.brokers
+                ))
+            })?;
         let mut reader = KafkaReader {
             config,
             consumer,
+            high_watermarks,
             ends: HashMap::new(),
             positions: HashMap::new(),
         };
@@ -239,6 +278,15 @@ impl Reader for KafkaReader {
 
     fn commit(&self, offsets: &[(i32, i64)]) {
         KafkaReader::commit(self, offsets)
+    }
+
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
+        // From the last statistics (once a second): no broker round trip.
+        self.high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .copied()
     }
 
     fn kind(&self) -> &'static str {

@@ -34,10 +34,11 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::{Scope, Stream};
 
 use crate::error::Result;
-use crate::metrics::Stats;
+use crate::metrics::{PartitionMeters, Stats};
 use crate::progress::{PartitionLedger, PartitionProgress};
 use crate::schema::{truncate_payload, Record, Schema};
 use crate::spec::DataflowSpec;
+use crate::status::{RejectEvent, RECENT};
 use crate::time::PartitionClock;
 
 /// Where a partition starts when no progress is stored.
@@ -84,6 +85,10 @@ pub trait Reader {
     }
     /// Records offsets outside the sink, for monitoring only (Kafka consumer groups).
     fn commit(&self, _offsets: &[(i32, i64)]) {}
+    /// The partition's end as last seen, without asking the broker (for lag metrics).
+    fn high_watermark(&self, _partition: i32) -> Option<i64> {
+        None
+    }
     /// Short name for logs.
     fn kind(&self) -> &'static str {
         "generator"
@@ -184,6 +189,8 @@ pub fn render<'s>(
         let mut capabilities = Some(capabilities);
         let mut last_discovery: Option<Instant> = None;
         let mut owned_any = false;
+        let mut meters: HashMap<i32, PartitionMeters> = HashMap::new();
+        let mut recent_rejects: Vec<RejectEvent> = Vec::new();
         move |_frontiers| {
             let Some(caps) = capabilities.as_mut() else { return };
             let mut reader = reader.borrow_mut();
@@ -213,6 +220,7 @@ pub fn render<'s>(
                         // current frontier, so nothing it sends can be below our capability.
                         let watermark = restored.get(&p).map_or(current, |r| r.watermark.max(current));
                         ledgers.insert(p, PartitionLedger::new(offset, PartitionClock::new(watermark, spec.allowed_lateness_ms)));
+                        meters.insert(p, PartitionMeters::new(&stats.metrics, worker, p));
                     }
                     owned_any = true;
                 }
@@ -236,12 +244,15 @@ pub fn render<'s>(
                     .read(batch, &mut |message| {
                         crate::failpoint::hit("source.parse");
                         let Some(ledger) = ledgers.get_mut(&message.partition) else { return };
+                        let Some(meter) = meters.get_mut(&message.partition) else { return };
                         ledger.last_message = now;
                         let watermark = ledger.clock.watermark;
-                        stats.add_read(message.payload.len());
+                        meter.read(message.payload.len());
                         let retire = match schema.parse(message.payload, message.timestamp) {
                             Ok(parsed) if ledger.clock.observe(parsed.event_time) => {
-                                stats.add_late();
+                                meter.late();
+                                let reason = format!("event time {} is below the partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark));
+                                note_reject(&mut recent_rejects, "late", &message, reason);
                                 rejects_session.give(Reject {
                                     partition: message.partition,
                                     offset: message.offset,
@@ -263,7 +274,8 @@ pub fn render<'s>(
                                 retire
                             }
                             Err(reason) => {
-                                stats.add_dead_letter();
+                                meter.dead_letter();
+                                note_reject(&mut recent_rejects, "dead letter", &message, reason.clone());
                                 rejects_session.give(Reject {
                                     partition: message.partition,
                                     offset: message.offset,
@@ -277,6 +289,12 @@ pub fn render<'s>(
                         ledger.note(message.offset, message.next_offset, retire, watermark);
                     })
                     .unwrap_or_else(|e| crate::runtime::fatal(&e));
+                for meter in meters.values_mut() {
+                    meter.flush(&stats);
+                }
+                if !recent_rejects.is_empty() {
+                    stats.status.add_rejects(recent_rejects.drain(..));
+                }
             }
 
             // The new capability: the least watermark of the partitions still being read.
@@ -313,6 +331,27 @@ pub fn render<'s>(
         }
     });
     (records, rejects)
+}
+
+/// Keeps the batch's last [`RECENT`] rejects for the status page.
+fn note_reject(
+    recent: &mut Vec<RejectEvent>,
+    kind: &'static str,
+    message: &Message<'_>,
+    reason: String,
+) {
+    if recent.len() == RECENT {
+        recent.remove(0);
+    }
+    let preview = &message.payload[..message.payload.len().min(120)];
+    recent.push(RejectEvent {
+        at_ms: crate::time::now_ms(),
+        kind,
+        partition: message.partition,
+        offset: message.offset,
+        reason,
+        payload: String::from_utf8_lossy(preview).into_owned(),
+    });
 }
 
 /// Idle timeout: a partition silent for `idle` no longer holds the frontier back. Its watermark

@@ -460,6 +460,8 @@ pub fn weir() -> Command {
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("WEIR_FAILPOINTS")
         .env("WEIR_QUIET", "1")
+        // Tests run in parallel; the ones about the HTTP endpoint pick their own port.
+        .env("WEIR_METRICS_ADDR", "off")
         .stdin(Stdio::null());
     c
 }

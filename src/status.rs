@@ -1,0 +1,296 @@
+//! The status page's model: what the dataflow is, where each worker and partition stands,
+//! throughput over the last minutes, the latest dead letters, late records and window
+//! results. [`crate::http`] serves it as JSON at `/api/status` and draws it at `/`.
+//!
+//! Contract: writers are the worker loops (a few times a second), the source (once per batch
+//! with rejects) and the sink (once per acknowledged window write); every list is bounded, so
+//! the board's size does not grow with the input.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::metrics::Stats;
+
+/// How many recent rejects and window results the board keeps.
+pub const RECENT: usize = 20;
+/// Throughput samples kept (one a second: ten minutes).
+pub const HISTORY: usize = 600;
+
+/// The shared status of one process.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    board: Mutex<Board>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Board {
+    dataflow: DataflowInfo,
+    started_ms: u64,
+    stopping: bool,
+    workers: BTreeMap<usize, WorkerStatus>,
+    recent_rejects: VecDeque<RejectEvent>,
+    recent_windows: VecDeque<WindowEvent>,
+    history: VecDeque<Sample>,
+    #[serde(skip)]
+    last_totals: Option<(u64, u64, u64, u64)>,
+}
+
+/// What runs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DataflowInfo {
+    /// Dataflow name.
+    pub name: String,
+    /// Its file.
+    pub file: String,
+    /// The topic.
+    pub topic: String,
+    /// The source, in words.
+    pub source: String,
+    /// The sink, in words.
+    pub sink: String,
+    /// Workers per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// This process.
+    pub process: usize,
+    /// Window names.
+    pub windows: Vec<String>,
+    /// Dimension names.
+    pub dimensions: Vec<String>,
+    /// Aggregate names.
+    pub aggregates: Vec<String>,
+}
+
+/// Where one worker stands.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerStatus {
+    /// Global worker index.
+    pub worker: usize,
+    /// Event-time frontier of its source (epoch ms); `None` once its input ended.
+    pub frontier_ms: Option<u64>,
+    /// Everything below this event time is durable (epoch ms).
+    pub durable_ms: Option<u64>,
+    /// Its partitions.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// Where one partition stands.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PartitionStatus {
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to read.
+    pub position: i64,
+    /// The partition's end as last seen, when the source knows it.
+    pub high_watermark: Option<i64>,
+    /// High watermark minus position.
+    pub lag: Option<i64>,
+    /// Resume offset of the last durable progress record.
+    pub durable_offset: Option<i64>,
+    /// The partition's watermark (epoch ms).
+    pub watermark_ms: u64,
+    /// Messages read in this run.
+    pub records: u64,
+    /// Its bounded input has ended.
+    pub finished: bool,
+}
+
+/// A dead letter or a late record.
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectEvent {
+    /// When it was read (epoch ms).
+    pub at_ms: u64,
+    /// `dead letter` or `late`.
+    pub kind: &'static str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Why.
+    pub reason: String,
+    /// The start of the payload.
+    pub payload: String,
+}
+
+/// A window result made durable.
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowEvent {
+    /// When it became durable (epoch ms).
+    pub at_ms: u64,
+    /// Window name.
+    pub window: String,
+    /// Window start (epoch ms).
+    pub start_ms: u64,
+    /// Window end (epoch ms).
+    pub end_ms: u64,
+    /// Dimension name.
+    pub dimension: String,
+    /// Dimension value.
+    pub value: String,
+    /// Aggregate name and value.
+    pub aggregates: Vec<(String, String)>,
+}
+
+/// Throughput over one second.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    /// End of the second (epoch ms).
+    pub at_ms: u64,
+    /// Messages read per second.
+    pub records_per_s: f64,
+    /// Message bytes read per second.
+    pub bytes_per_s: f64,
+    /// Rows written per second.
+    pub rows_per_s: f64,
+    /// Window results written per second.
+    pub windows_per_s: f64,
+}
+
+/// Everything `/api/status` returns.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    #[serde(flatten)]
+    board: Board,
+    now_ms: u64,
+    totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+struct Totals {
+    records: u64,
+    bytes: u64,
+    dead_letters: u64,
+    late: u64,
+    rows_written: u64,
+    windows_written: u64,
+    progress_written: u64,
+    retries: u64,
+    rows_in_flight: u64,
+}
+
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T, bound: usize) {
+    if list.len() == bound {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
+impl StatusBoard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Describes the dataflow; marks the start.
+    pub fn set_dataflow(&self, info: DataflowInfo) {
+        let mut board = self.lock();
+        board.dataflow = info;
+        board.started_ms = crate::time::now_ms();
+    }
+
+    /// The process is stopping at the next safe point.
+    pub fn set_stopping(&self) {
+        self.lock().stopping = true;
+    }
+
+    /// Replaces one worker's status.
+    pub fn set_worker(&self, status: WorkerStatus) {
+        self.lock().workers.insert(status.worker, status);
+    }
+
+    /// Adds recent rejects (the newest last).
+    pub fn add_rejects(&self, events: impl IntoIterator<Item = RejectEvent>) {
+        let mut board = self.lock();
+        for event in events {
+            push_bounded(&mut board.recent_rejects, event, RECENT);
+        }
+    }
+
+    /// Adds window results that became durable.
+    pub fn add_windows(&self, events: impl IntoIterator<Item = WindowEvent>) {
+        let mut board = self.lock();
+        for event in events {
+            push_bounded(&mut board.recent_windows, event, RECENT);
+        }
+    }
+
+    /// Takes a throughput sample from the totals; call about once a second.
+    pub fn sample(&self, stats: &Stats) {
+        let now = crate::time::now_ms();
+        let totals = (
+            stats.messages.load(Relaxed),
+            stats.bytes.load(Relaxed),
+            stats.rows_written.load(Relaxed),
+            stats.windows_written.load(Relaxed),
+        );
+        let mut board = self.lock();
+        let last_at = board.history.back().map_or(board.started_ms, |s| s.at_ms);
+        let (r0, b0, w0, x0) = board.last_totals.unwrap_or_default();
+        board.last_totals = Some(totals);
+        let seconds = (now.saturating_sub(last_at) as f64 / 1000.0).max(0.001);
+        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds;
+        let sample = Sample {
+            at_ms: now,
+            records_per_s: rate(totals.0, r0),
+            bytes_per_s: rate(totals.1, b0),
+            rows_per_s: rate(totals.2, w0),
+            windows_per_s: rate(totals.3, x0),
+        };
+        push_bounded(&mut board.history, sample, HISTORY);
+    }
+
+    /// A copy of everything, with the totals.
+    pub fn snapshot(&self, stats: &Stats) -> Snapshot {
+        Snapshot {
+            board: self.lock().clone(),
+            now_ms: crate::time::now_ms(),
+            totals: Totals {
+                records: stats.messages.load(Relaxed),
+                bytes: stats.bytes.load(Relaxed),
+                dead_letters: stats.dead_letters.load(Relaxed),
+                late: stats.late.load(Relaxed),
+                rows_written: stats.rows_written.load(Relaxed),
+                windows_written: stats.windows_written.load(Relaxed),
+                progress_written: stats.progress_written.load(Relaxed),
+                retries: stats.retries.load(Relaxed),
+                rows_in_flight: stats.in_flight_rows.load(Relaxed),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_stay_bounded_and_samples_are_rates() {
+        let stats = Stats::default();
+        let board = &stats.status;
+        for i in 0..(RECENT as i64 + 5) {
+            board.add_rejects([RejectEvent {
+                at_ms: 0,
+                kind: "late",
+                partition: 0,
+                offset: i,
+                reason: String::new(),
+                payload: String::new(),
+            }]);
+        }
+        board.sample(&stats);
+        stats.messages.store(500, Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        board.sample(&stats);
+        let json = serde_json::to_value(board.snapshot(&stats)).unwrap();
+        let rejects = json["recent_rejects"].as_array().unwrap();
+        assert_eq!(rejects.len(), RECENT);
+        assert_eq!(rejects.last().unwrap()["offset"], RECENT as i64 + 4);
+        let history = json["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(history[1]["records_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(json["totals"]["records"], 500);
+    }
+}
