@@ -32,7 +32,7 @@ echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes 
 for sink in null sqlite; do
     for w in 1 2; do
         db="$(mktemp -u "${TMPDIR:-/tmp}/weir-bench-XXXXXX.db")"
-        read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w")
+        read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w" --metrics-addr 127.0.0.1:0)
         rm -f "$db" "$db-wal" "$db-shm"
         rate=$(echo "scale=0; $count / $seconds" | bc)
         echo "| weir -w $w, $sink sink | $rate | $(echo "scale=0; $bytes / $seconds / 1000000" | bc) | $(echo "scale=0; 100 * $rate / $ceiling" | bc)% | $((kb / 1024)) MB |"

@@ -3,6 +3,20 @@
 # then checks formatting and lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages: Chromium and ChromeDriver (the status page's browser test), bc and GNU time
+# (the benchmark smoke run).
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v bc >/dev/null || need+=(bc)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test: installing ${need[*]} with apt-get" >&2
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 # shellcheck source=scripts/test-servers.sh
 source scripts/test-servers.sh
 cargo fmt --check

@@ -390,7 +390,10 @@ impl StatusPublisher {
                 worker: self.worker,
                 partition: *partition,
             };
-            let high_watermark = reader.high_watermark(*partition);
+            // At least the position: statistics may be a second old.
+            let high_watermark = reader
+                .high_watermark(*partition)
+                .map(|h| h.max(ledger.next_offset));
             let lag = high_watermark.map(|h| (h - ledger.next_offset).max(0));
             metrics
                 .position

@@ -251,7 +251,7 @@ pub fn render<'s>(
                         let retire = match schema.parse(message.payload, message.timestamp) {
                             Ok(parsed) if ledger.clock.observe(parsed.event_time) => {
                                 meter.late();
-                                let reason = format!("event time {} is below the partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark));
+                                let reason = format!("event time {} is below its partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark));
                                 note_reject(&mut recent_rejects, "late", &message, reason);
                                 rejects_session.give(Reject {
                                     partition: message.partition,
