@@ -65,6 +65,7 @@ fn benches(c: &mut Criterion) {
                 event_time: p.event_time,
                 key: p.key,
                 values: p.values,
+                read_at_us: 0,
             })
         })
         .collect();

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end throughput: the generator's users as files -> Weir (parse, windows, distinct
 # users) -> a sink, at -w 1 and -w 2, against the ceiling loop (benches/ceiling.rs) on the
-# same files. Prints a Markdown table.
+# same files. Prints a Markdown table. Two dataflows: `1m` is the benchmark's definition (one
+# 1-minute window by gender and by nat: distinct users and records), `full` is
+# dataflows/users_created.toml (1m, 5m, 1h and 10m-every-1m windows).
 #
 #   bash scripts/bench.sh                 # 2,000,000 users (~950 MB of JSON lines)
 #   COUNT=20000 bash scripts/bench.sh     # a smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 count="${COUNT:-2000000}"
 data="${BENCH_DIR:-${TMPDIR:-/tmp}/weir-bench}/users-$count"
 cargo build --release --quiet --bin weir
@@ -29,12 +33,18 @@ ceiling=$(cargo bench --quiet --bench ceiling -- "$data" 2 | sed -n 's/.*records
 echo "| run | records/s | MB/s | of ceiling | peak RSS |"
 echo "|---|---|---|---|---|"
 echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes / $count / 1000000" | bc) | 100% | |"
-for sink in null sqlite; do
+flows="$(mktemp -d "${TMPDIR:-/tmp}/weir-bench-flows.XXXXXX")"
+trap 'rm -rf "$flows"' EXIT
+windows_dataflow "$flows/1m.toml" 1m=1m
+cp dataflows/users_created.toml "$flows/full.toml"
+for run in "1m null" "full null" "full sqlite"; do
+    read -r flow sink <<<"$run"
     for w in 1 2; do
-        db="$(mktemp -u "${TMPDIR:-/tmp}/weir-bench-XXXXXX.db")"
-        read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w" --metrics-addr 127.0.0.1:0)
+        db="$flows/bench.db"
+        read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w" \
+            --dataflow "$flows/$flow.toml" --metrics-addr 127.0.0.1:0)
         rm -f "$db" "$db-wal" "$db-shm"
         rate=$(echo "scale=0; $count / $seconds" | bc)
-        echo "| weir -w $w, $sink sink | $rate | $(echo "scale=0; $bytes / $seconds / 1000000" | bc) | $(echo "scale=0; 100 * $rate / $ceiling" | bc)% | $((kb / 1024)) MB |"
+        echo "| weir -w $w, $flow dataflow, $sink sink | $rate | $(echo "scale=0; $bytes / $seconds / 1000000" | bc) | $(echo "scale=0; 100 * $rate / $ceiling" | bc)% | $((kb / 1024)) MB |"
     done
 done

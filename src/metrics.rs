@@ -7,8 +7,10 @@
 //! (frontiers, positions, lag) a few times a second. Label values are small integers and
 //! table names, so the number of series is bounded by workers x partitions x tables.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +47,8 @@ pub struct Stats {
     pub metrics: Metrics,
     /// What the status page shows.
     pub status: StatusBoard,
+    /// When the source frontier passed each value, for window latency.
+    pub frontier_clock: FrontierClock,
 }
 
 impl Stats {
@@ -142,11 +146,26 @@ pub struct Metrics {
     pub windows_written: Family<WorkerLabels, Counter>,
     /// `weir_progress_writes_total{worker}`: progress records acknowledged.
     pub progress_writes: Family<WorkerLabels, Counter>,
+    /// `weir_record_latency_seconds`: from reading a record to its row being durable (per
+    /// write, its oldest record).
+    pub record_latency: Histogram,
+    /// `weir_window_latency_seconds`: from the source frontier passing a window's end to the
+    /// window's result being durable.
+    pub window_latency: Histogram,
+    /// `weir_record_latency_max_seconds`.
+    pub record_latency_max: FloatGauge,
+    /// `weir_window_latency_max_seconds`.
+    pub window_latency_max: FloatGauge,
 }
 
 fn latency_histogram() -> Histogram {
     // 100 µs to about 13 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+fn end_to_end_histogram() -> Histogram {
+    // 0.5 ms to about 40 s in steps of 1.5x: fine enough to tell 97 ms from 146 ms.
+    Histogram::new(exponential_buckets(0.0005, 1.5, 29))
 }
 
 impl Default for Metrics {
@@ -233,6 +252,26 @@ impl Default for Metrics {
                 "Progress records acknowledged by the store",
                 Family::default()
             ),
+            record_latency: metric!(
+                "record_latency_seconds",
+                "From reading a record to its row being durable (per write, its oldest record)",
+                end_to_end_histogram()
+            ),
+            window_latency: metric!(
+                "window_latency_seconds",
+                "From the source frontier passing a window's end to its result being durable",
+                end_to_end_histogram()
+            ),
+            record_latency_max: metric!(
+                "record_latency_max_seconds",
+                "Largest record latency since start",
+                FloatGauge::default()
+            ),
+            window_latency_max: metric!(
+                "window_latency_max_seconds",
+                "Largest window latency since start",
+                FloatGauge::default()
+            ),
             registry: Mutex::new(Registry::default()),
         };
         *metrics.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
@@ -262,6 +301,64 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+}
+
+impl Metrics {
+    /// A write's oldest record was read at `read_at_us` (process clock) and is now durable.
+    pub fn record_durable(&self, read_at_us: u64) {
+        let seconds = crate::time::process_us().saturating_sub(read_at_us) as f64 / 1e6;
+        self.record_latency.observe(seconds);
+        raise(&self.record_latency_max, seconds);
+    }
+
+    /// A window result whose window ended at `end` is durable; the source frontier passed
+    /// `end` at `passed`.
+    pub fn window_durable(&self, passed: Instant) {
+        let seconds = passed.elapsed().as_secs_f64();
+        self.window_latency.observe(seconds);
+        raise(&self.window_latency_max, seconds);
+    }
+}
+
+fn raise(gauge: &FloatGauge, value: f64) {
+    let bits = gauge.inner();
+    let mut current = bits.load(Relaxed);
+    while f64::from_bits(current) < value {
+        match bits.compare_exchange_weak(current, value.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => break,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// When the source frontier (global: every worker's, as a probe sees it) passed each value, so
+/// that a window's latency can be measured from the moment it became complete. Worker loops
+/// note the frontier as they see it; entries older than a window could need are dropped.
+#[derive(Debug, Default)]
+pub struct FrontierClock {
+    passed: Mutex<VecDeque<(u64, Instant)>>,
+}
+
+impl FrontierClock {
+    const KEEP: usize = 100_000;
+
+    /// The frontier is `frontier` now (noted only when it advanced).
+    pub fn note(&self, frontier: u64) {
+        let mut passed = self.passed.lock().unwrap_or_else(|e| e.into_inner());
+        if passed.back().is_none_or(|(f, _)| *f < frontier) {
+            if passed.len() == Self::KEEP {
+                passed.pop_front();
+            }
+            passed.push_back((frontier, Instant::now()));
+        }
+    }
+
+    /// When the frontier first reached `end` or beyond.
+    pub fn passed(&self, end: u64) -> Option<Instant> {
+        let passed = self.passed.lock().unwrap_or_else(|e| e.into_inner());
+        let i = passed.partition_point(|(f, _)| *f < end);
+        passed.get(i).map(|(_, at)| *at)
     }
 }
 

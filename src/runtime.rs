@@ -288,6 +288,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             return Ok(());
         }
         progress.maybe_write(&ledgers, durable, false);
+        if let Some(frontier) = source_probe.with_frontier(|f| f.first().copied()) {
+            shared.stats.frontier_clock.note(frontier);
+        }
         publisher.maybe_publish(
             shared,
             &ledgers,
@@ -565,6 +568,8 @@ impl<'a> ProgressWriter<'a> {
             self.poll(reader);
             std::thread::sleep(Duration::from_millis(1));
         }
+        // The final progress is a lifecycle event: always at info.
+        self.logged = None;
         if self.maybe_write(ledgers, durable, true) {
             while self.busy {
                 self.poll(reader);

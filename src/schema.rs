@@ -95,6 +95,9 @@ pub struct Record {
     pub key: Key,
     /// Every field's value, in schema order.
     pub values: Vec<Value>,
+    /// When the source read it, on the process clock ([`crate::time::process_us`]): for the
+    /// latency metrics only, never written to a table.
+    pub read_at_us: u64,
 }
 
 /// A parsed record without its position.

@@ -109,7 +109,16 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// Milliseconds since the epoch, now.
+/// Microseconds since the process's clock started (the first call): monotonic, for latency.
+pub fn process_us() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -121,7 +121,7 @@ pub fn render<'s>(
             let mut submit = |table: usize,
                               rows: Vec<Vec<Cell>>,
                               capability: Option<Capability<u64>>,
-                              windows: Vec<WindowEvent>| {
+                              latency: Latency| {
                 let Some(capability) = capability.filter(|_| !rows.is_empty()) else {
                     return;
                 };
@@ -148,13 +148,24 @@ pub fn render<'s>(
                         in_flight_rows.dec_by(count as i64);
                         stats.in_flight_rows.fetch_sub(count, Relaxed);
                         stats.rows_written.fetch_add(count, Relaxed);
-                        if !windows.is_empty() {
-                            stats.windows_written.fetch_add(count, Relaxed);
-                            windows_written.inc_by(count);
-                            stats.status.add_windows(windows.into_iter().map(|mut w| {
-                                w.at_ms = crate::time::now_ms();
-                                w
-                            }));
+                        match latency {
+                            Latency::None => {}
+                            Latency::Records { oldest_read_us } => {
+                                stats.metrics.record_durable(oldest_read_us)
+                            }
+                            Latency::Windows { recent, ends } => {
+                                stats.windows_written.fetch_add(count, Relaxed);
+                                windows_written.inc_by(count);
+                                for end in ends {
+                                    if let Some(passed) = stats.frontier_clock.passed(end) {
+                                        stats.metrics.window_durable(passed);
+                                    }
+                                }
+                                stats.status.add_windows(recent.into_iter().map(|mut w| {
+                                    w.at_ms = crate::time::now_ms();
+                                    w
+                                }));
+                            }
                         }
                         acked.lock().unwrap_or_else(|e| e.into_inner()).push(id);
                         let _ = activator.activate();
@@ -162,8 +173,10 @@ pub fn render<'s>(
                 );
             };
             records_in.for_each(|cap, data| {
+                let oldest_read_us = data.iter().map(|r| r.read_at_us).min().unwrap_or(0);
                 let rows = data.drain(..).map(|r| tables.into_row_cells(r)).collect();
-                submit(TableSet::ROWS, rows, cap.retain_least(0), Vec::new());
+                let latency = Latency::Records { oldest_read_us };
+                submit(TableSet::ROWS, rows, cap.retain_least(0), latency);
             });
             rejects_in.for_each(|cap, data| {
                 let (mut dead, mut late) = (Vec::new(), Vec::new());
@@ -177,9 +190,9 @@ pub fn render<'s>(
                     TableSet::DEAD_LETTERS,
                     dead,
                     cap.retain_least(0),
-                    Vec::new(),
+                    Latency::None,
                 );
-                submit(TableSet::LATE, late, cap.retain_least(0), Vec::new());
+                submit(TableSet::LATE, late, cap.retain_least(0), Latency::None);
             });
             windows_in.for_each(|cap, data| {
                 let by_value = data.iter().map(|w| tables.by_value_cells(w)).collect();
@@ -188,17 +201,34 @@ pub fn render<'s>(
                     .iter()
                     .map(|w| names.event(w))
                     .collect();
-                submit(TableSet::BY_VALUE, by_value, cap.retain_least(0), recent);
+                let mut ends: Vec<u64> = data.iter().map(|w| w.end).collect();
+                ends.sort_unstable();
+                ends.dedup();
+                let latency = Latency::Windows { recent, ends };
+                submit(TableSet::BY_VALUE, by_value, cap.retain_least(0), latency);
                 submit(
                     TableSet::BY_WINDOW,
                     by_window,
                     cap.retain_least(0),
-                    Vec::new(),
+                    Latency::None,
                 );
             });
         }
     });
     durable
+}
+
+/// What an acknowledged write tells the latency metrics and the status page.
+enum Latency {
+    /// Nothing.
+    None,
+    /// Rows of records; the oldest was read then (process clock).
+    Records { oldest_read_us: u64 },
+    /// Window results: the last few for the status page, and the window ends.
+    Windows {
+        recent: Vec<WindowEvent>,
+        ends: Vec<u64>,
+    },
 }
 
 /// One table's write metrics, for one worker.

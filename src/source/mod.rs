@@ -240,6 +240,7 @@ pub fn render<'s>(
                 let mut records_session = records_out.session(&caps[0]);
                 let mut rejects_session = rejects_out.session(&caps[1]);
                 let now = Instant::now();
+                let read_at_us = crate::time::process_us();
                 read = reader
                     .read(batch, &mut |message| {
                         crate::failpoint::hit("source.parse");
@@ -270,6 +271,7 @@ pub fn render<'s>(
                                     event_time: parsed.event_time,
                                     key: parsed.key,
                                     values: parsed.values,
+                                    read_at_us,
                                 });
                                 retire
                             }

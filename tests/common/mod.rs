@@ -166,6 +166,7 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
                         event_time: p.event_time,
                         key: p.key.clone(),
                         values: p.values.clone(),
+                        read_at_us: 0,
                     };
                     rows.insert(p.key.clone(), tables.row_cells(&record));
                     for (w, window) in spec.windows.iter().enumerate() {

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Helpers shared by the benchmark scripts (sourced, not run).
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# windows_dataflow OUT NAME=SIZE[/SLIDE]...: dataflows/users_created.toml with only these
+# windows (the same schema, dimensions, aggregates and tables).
+windows_dataflow() {
+    python3 - "$@" <<'PY'
+import sys
+out, specs = sys.argv[1], sys.argv[2:]
+text = open("dataflows/users_created.toml").read()
+start, end = text.index("[[windows]]"), text.index("[[aggregates]]")
+windows = ""
+for spec in specs:
+    name, size = spec.split("=")
+    size, _, slide = size.partition("/")
+    windows += f'[[windows]]\nname = "{name}"\nsize = "{size}"\n'
+    windows += f'slide = "{slide}"\n\n' if slide else "\n"
+open(out, "w").write(text[:start] + windows + text[end:])
+PY
+}
+
+# wait_http ADDR PATH: until ADDR answers PATH with 200 (30 s at most).
+wait_http() {
+    python3 - "$1" "$2" <<'PY'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        if urllib.request.urlopen(f"http://{sys.argv[1]}{sys.argv[2]}", timeout=1).status == 200:
+            sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(f"bench: http://{sys.argv[1]}{sys.argv[2]} did not answer")
+PY
+}
+
+# latency_row ADDR RATE: one Markdown row from a running weir's /metrics and /api/status:
+# offered and achieved rate, record latency p50/p99/max, window latency p50/p99/max.
+# Percentiles are bucket upper bounds (buckets grow by 1.5x; capped by the maximum), so they
+# never flatter.
+latency_row() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+addr, offered = sys.argv[1], float(sys.argv[2])
+text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=10).read().decode()
+status = json.load(urllib.request.urlopen(f"http://{addr}/api/status", timeout=10))
+def histogram(name):
+    buckets, total = [], 0
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+        if line.startswith(name + "_count "):
+            total = float(line.rsplit(" ", 1)[1])
+    return buckets, total
+def gauge(name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+def quantile(buckets, total, q):
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
+def ms(seconds):
+    return "-" if seconds != seconds else f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+seconds = (status["now_ms"] - status["started_ms"]) / 1000
+achieved = status["totals"]["records"] / seconds
+cells = [f"{offered:,.0f}", f"{achieved:,.0f}"]
+for name in ("weir_record_latency_seconds", "weir_window_latency_seconds"):
+    buckets, total = histogram(name)
+    top = gauge(name.replace("_seconds", "_max_seconds"))
+    cells += [ms(min(quantile(buckets, total, q), top)) for q in (0.5, 0.99)] + [ms(top)]
+print("| " + " | ".join(cells) + " |")
+PY
+}
