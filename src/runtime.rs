@@ -3,9 +3,9 @@
 //! advances.
 //!
 //! ```text
-//!  source ──records──► windows ──results──┐
-//!    │   └──records───────────────────────┼──► sink ──► durable (probe) ──► progress writer
-//!    └─────rejects────────────────────────┘                                  (worker loop)
+//!  source ──observations──► windows ──results──┐
+//!    │   └──records────────────────────────────┼──► sink ──► durable (probe) ──► progress writer
+//!    └─────rejects─────────────────────────────┘                                  (worker loop)
 //! ```
 //!
 //! Stopping. Bounded input ends when every source has dropped its capabilities: the final
@@ -255,10 +255,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                 .then_some(shared.config.partition_discovery),
             max_in_flight: shared.config.max_in_flight,
         };
-        let (records, rejects) = crate::source::render(scope, parts);
-        let records = records.probe_with(&source_probe);
+        let source = crate::source::render(scope, parts);
+        let records = source.records.probe_with(&source_probe);
+        let rejects = source.rejects;
         let windows = crate::operators::window::render(
-            records.clone(),
+            source.observations,
             &shared.spec,
             shared.suppress_below,
             !shared.config.quiet,

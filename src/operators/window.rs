@@ -2,11 +2,11 @@
 //! frontier passes the window's end. Two timely stages:
 //!
 //! ```text
-//! records ─► project ─exchange by key─► Partials ─exchange by (window, dimension)─► Finals ─► sink
-//!            (event time, key,           per window end: distinct     sum the partials of every
-//!             dimension labels,          keys, counts, sums; emitted  worker when the frontier
-//!             numbers)                   when the frontier reaches    passes the end; print
-//!                                        the end                      one line per dimension
+//! observations ─exchange by key─► Partials ─exchange by (window, dimension)─► Finals ─► sink
+//! (from the source:              per window end: distinct     sum the partials of every
+//!  event time, key,              keys, counts, sums; emitted  worker when the frontier
+//!  dimension labels,             when the frontier reaches    passes the end; print
+//!  numbers; see [`observe`])     the end                      one line per dimension
 //! ```
 //!
 //! Routing by key makes distinct counts exact and additive: a key always reaches the same
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
@@ -363,23 +363,11 @@ pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
 
 /// Renders both stages; returns final window results at their end times.
 pub fn render<'s>(
-    records: Stream<'s, u64, Vec<Record>>,
+    observations: Stream<'s, u64, Vec<Observation>>,
     spec: &DataflowSpec,
     suppress_below: u64,
     print: bool,
 ) -> Stream<'s, u64, Vec<WindowResult>> {
-    let observe_spec = spec.clone();
-    let observations = records.unary(Pipeline, "Observe", move |_, _| {
-        move |input, output| {
-            input.for_each(|cap, data| {
-                let mut session = output.session(&cap);
-                for record in data.iter() {
-                    session.give(observe(&observe_spec, record));
-                }
-            });
-        }
-    });
-
     let partial_spec = spec.clone();
     let partials = observations.unary_frontier(
         Exchange::new(|o: &Observation| o.key.route()),

@@ -8,6 +8,9 @@
 //!   *late* and goes to the rejects stream, never to the windows;
 //! - the operator's capability is the minimum watermark of its unfinished partitions, so every
 //!   record it emits to the records stream has an event time at or above its timestamp;
+//! - every record also goes, projected onto what the windows need
+//!   ([`crate::operators::window::Observation`]), to a third output, so the record itself is
+//!   never cloned;
 //! - a worker that owns no partition drops its capabilities at once; a worker whose partitions
 //!   have all ended (bounded input) drops them then; on shutdown it keeps them (windows that
 //!   are still open must not look complete) and stops reading;
@@ -35,6 +38,7 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::error::Result;
 use crate::metrics::{PartitionMeters, Stats};
+use crate::operators::window::{observe, Observation};
 use crate::progress::{PartitionLedger, PartitionProgress};
 use crate::schema::{truncate_payload, Record, Schema};
 use crate::spec::DataflowSpec;
@@ -156,11 +160,18 @@ pub struct SourceParts {
     pub max_in_flight: u64,
 }
 
-/// Renders the source: a stream of records and a stream of rejects.
-pub fn render<'s>(
-    scope: Scope<'s, u64>,
-    parts: SourceParts,
-) -> (Stream<'s, u64, Vec<Record>>, Stream<'s, u64, Vec<Reject>>) {
+/// The source's streams.
+pub struct SourceStreams<'s> {
+    /// Records that parsed and are not late (to the sink).
+    pub records: Stream<'s, u64, Vec<Record>>,
+    /// Dead letters and late records (to the sink).
+    pub rejects: Stream<'s, u64, Vec<Reject>>,
+    /// The same records as `records`, projected for the windows.
+    pub observations: Stream<'s, u64, Vec<Observation>>,
+}
+
+/// Renders the source.
+pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s> {
     let SourceParts {
         spec,
         schema,
@@ -180,10 +191,13 @@ pub fn render<'s>(
     let activator = scope.activator_for(Rc::clone(&info.address));
     let (records_output, records) = builder.new_output::<Vec<Record>>();
     let (rejects_output, rejects) = builder.new_output::<Vec<Reject>>();
+    let (observations_output, observations) = builder.new_output::<Vec<Observation>>();
     let mut records_output =
         OutputBuilder::<_, CapacityContainerBuilder<Vec<Record>>>::from(records_output);
     let mut rejects_output =
         OutputBuilder::<_, CapacityContainerBuilder<Vec<Reject>>>::from(rejects_output);
+    let mut observations_output =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<Observation>>>::from(observations_output);
 
     builder.build(move |capabilities| {
         let mut capabilities = Some(capabilities);
@@ -239,6 +253,8 @@ pub fn render<'s>(
                 let mut rejects_out = rejects_output.activate();
                 let mut records_session = records_out.session(&caps[0]);
                 let mut rejects_session = rejects_out.session(&caps[1]);
+                let mut observations_out = observations_output.activate();
+                let mut observations_session = observations_out.session(&caps[2]);
                 let now = Instant::now();
                 let read_at_us = crate::time::process_us();
                 read = reader
@@ -265,14 +281,16 @@ pub fn render<'s>(
                             }
                             Ok(parsed) => {
                                 let retire = spec.last_window_end(parsed.event_time).unwrap_or(time);
-                                records_session.give(Record {
+                                let record = Record {
                                     partition: message.partition,
                                     offset: message.offset,
                                     event_time: parsed.event_time,
                                     key: parsed.key,
                                     values: parsed.values,
                                     read_at_us,
-                                });
+                                };
+                                observations_session.give(observe(&spec, &record));
+                                records_session.give(record);
                                 retire
                             }
                             Err(reason) => {
@@ -332,7 +350,11 @@ pub fn render<'s>(
             }
         }
     });
-    (records, rejects)
+    SourceStreams {
+        records,
+        rejects,
+        observations,
+    }
 }
 
 /// Keeps the batch's last [`RECENT`] rejects for the status page.
@@ -463,8 +485,9 @@ mod tests {
             };
             let sink = Rc::clone(&seen);
             worker.dataflow::<u64, _, _>(|scope| {
-                let (records, _rejects) = render(scope, parts);
-                records.inspect(move |r| sink.borrow_mut().push((r.partition, r.offset)));
+                render(scope, parts)
+                    .records
+                    .inspect(move |r| sink.borrow_mut().push((r.partition, r.offset)));
             });
             for _ in 0..20 {
                 worker.step();
