@@ -13,8 +13,6 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 count="${COUNT:-1000000}"
 data="${BENCH_DIR:-${TMPDIR:-/tmp}/weir-bench}/users-$count"
-tansu="${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bin/tansu"
-[ -x "$tansu" ] || { echo "bench: no tansu at $tansu; run: source scripts/test-servers.sh" >&2; exit 1; }
 cargo build --release --locked --quiet --bin weir
 weir=target/release/weir
 if [ ! -d "$data" ]; then
@@ -22,17 +20,8 @@ if [ ! -d "$data" ]; then
         --epoch 2026-11-21T10:00:00Z --duplicates 5 --late 0 --malformed 5 >/dev/null
 fi
 dir="$(mktemp -d "${TMPDIR:-/tmp}/weir-bench-kafka.XXXXXX")"
-port="$(free_port)"
-(cd "$dir" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "sqlite://tansu.db" \
-    >"$dir/tansu.log" 2>&1) &
-tansu_pid=$!
+start_tansu "$dir"
 trap 'kill $tansu_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 1 300); do
-    "$tansu" topic list --broker "tcp://127.0.0.1:$port" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-brokers="127.0.0.1:$port"
 cargo bench --quiet --bench kafka_consume -- produce "$brokers" users_created "$data" >&2
 echo "| run | records/s | of raw consume |"
 echo "|---|---|---|"

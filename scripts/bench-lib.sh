@@ -6,6 +6,26 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# start_tansu DIR: a fresh tansu broker (sqlite storage in DIR) on a free port; sets
+# tansu_pid and brokers (127.0.0.1:PORT) and waits until it answers. Needs tansu, installed by
+# scripts/test-servers.sh into ~/.cache/weir.
+start_tansu() {
+    local tansu="${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bin/tansu" port
+    [ -x "$tansu" ] || { echo "bench: no tansu at $tansu; run: source scripts/test-servers.sh" >&2; exit 1; }
+    port="$(free_port)"
+    (cd "$1" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "sqlite://tansu.db" \
+        >"$1/tansu.log" 2>&1) &
+    tansu_pid=$!
+    brokers="127.0.0.1:$port"
+    for _ in $(seq 1 300); do
+        "$tansu" topic list --broker "tcp://$brokers" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "bench: tansu did not start (see $1/tansu.log)" >&2
+    exit 1
+}
+
 # windows_dataflow OUT NAME=SIZE[/SLIDE]...: dataflows/users_created.toml with only these
 # windows (the same schema, dimensions, aggregates and tables).
 windows_dataflow() {

@@ -36,7 +36,7 @@ use crate::sink::{NullStore, Store, TableSet};
 use crate::source::generator::GeneratorReader;
 use crate::source::{file::FileReader, kafka::KafkaReader, Reader, SourceParts};
 use crate::spec::DataflowSpec;
-use crate::status::{DataflowInfo, PartitionStatus, WorkerStatus};
+use crate::status::{DataflowInfo, PartitionStatus, WindowNames, WorkerStatus};
 
 /// What a finished run did.
 #[derive(Debug)]
@@ -155,13 +155,7 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         workers: config.workers,
         processes: config.processes,
         process: config.process,
-        windows: spec.windows.iter().map(|w| w.name.clone()).collect(),
-        dimensions: spec
-            .dimensions
-            .iter()
-            .map(|d| spec.fields[*d].name.clone())
-            .collect(),
-        aggregates: spec.aggregates.iter().map(|a| a.name.clone()).collect(),
+        names: WindowNames::new(&spec),
     });
     let status_url = match config.metrics_addr {
         Some(addr) => {

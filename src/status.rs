@@ -13,6 +13,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::metrics::Stats;
+use crate::operators::window::WindowResult;
+use crate::spec::DataflowSpec;
 
 /// How many recent rejects and window results the board keeps.
 pub const RECENT: usize = 20;
@@ -57,12 +59,9 @@ pub struct DataflowInfo {
     pub processes: usize,
     /// This process.
     pub process: usize,
-    /// Window names.
-    pub windows: Vec<String>,
-    /// Dimension names.
-    pub dimensions: Vec<String>,
-    /// Aggregate names.
-    pub aggregates: Vec<String>,
+    /// Its windows, dimensions and aggregates.
+    #[serde(flatten)]
+    pub names: WindowNames,
 }
 
 /// Where one worker stands.
@@ -258,6 +257,51 @@ impl StatusBoard {
                 retries: stats.retries.load(Relaxed),
                 rows_in_flight: stats.in_flight_rows.load(Relaxed),
             },
+        }
+    }
+}
+
+/// Names of windows, dimensions and aggregates, for the status page.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WindowNames {
+    /// Window names.
+    pub windows: Vec<String>,
+    /// Dimension names.
+    pub dimensions: Vec<String>,
+    /// Aggregate names.
+    pub aggregates: Vec<String>,
+}
+
+impl WindowNames {
+    /// The names in `spec`.
+    pub fn new(spec: &DataflowSpec) -> Self {
+        WindowNames {
+            windows: spec.windows.iter().map(|w| w.name.clone()).collect(),
+            dimensions: spec
+                .dimensions
+                .iter()
+                .map(|d| spec.fields[*d].name.clone())
+                .collect(),
+            aggregates: spec.aggregates.iter().map(|a| a.name.clone()).collect(),
+        }
+    }
+
+    /// A window result, named, for the status page.
+    pub fn event(&self, w: &WindowResult) -> WindowEvent {
+        let name = |names: &[String], i: u16| names.get(i as usize).cloned().unwrap_or_default();
+        WindowEvent {
+            at_ms: 0,
+            window: name(&self.windows, w.window),
+            start_ms: w.start,
+            end_ms: w.end,
+            dimension: name(&self.dimensions, w.dimension),
+            value: w.value.clone(),
+            aggregates: self
+                .aggregates
+                .iter()
+                .zip(&w.aggregates)
+                .map(|(n, v)| (n.clone(), v.to_string()))
+                .collect(),
         }
     }
 }

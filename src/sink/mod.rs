@@ -33,7 +33,7 @@ use crate::progress::PartitionProgress;
 use crate::schema::Record;
 use crate::source::Reject;
 use crate::spec::DataflowSpec;
-use crate::status::{WindowEvent, RECENT};
+use crate::status::{WindowEvent, WindowNames, RECENT};
 pub use tables::{Cell, ColumnType, Table, TableSet};
 
 /// Called once a write is durable.
@@ -255,44 +255,5 @@ impl WriteMeters {
     fn written(&self, rows: u64, submitted: std::time::Instant) {
         self.rows.inc_by(rows);
         self.duration.observe(submitted.elapsed().as_secs_f64());
-    }
-}
-
-/// Names of windows, dimensions and aggregates, for the status page.
-struct WindowNames {
-    windows: Vec<String>,
-    dimensions: Vec<String>,
-    aggregates: Vec<String>,
-}
-
-impl WindowNames {
-    fn new(spec: &DataflowSpec) -> Self {
-        WindowNames {
-            windows: spec.windows.iter().map(|w| w.name.clone()).collect(),
-            dimensions: spec
-                .dimensions
-                .iter()
-                .map(|d| spec.fields[*d].name.clone())
-                .collect(),
-            aggregates: spec.aggregates.iter().map(|a| a.name.clone()).collect(),
-        }
-    }
-
-    fn event(&self, w: &WindowResult) -> WindowEvent {
-        let name = |names: &[String], i: u16| names.get(i as usize).cloned().unwrap_or_default();
-        WindowEvent {
-            at_ms: 0,
-            window: name(&self.windows, w.window),
-            start_ms: w.start,
-            end_ms: w.end,
-            dimension: name(&self.dimensions, w.dimension),
-            value: w.value.clone(),
-            aggregates: self
-                .aggregates
-                .iter()
-                .zip(&w.aggregates)
-                .map(|(n, v)| (n.clone(), v.to_string()))
-                .collect(),
-        }
     }
 }
