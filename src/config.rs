@@ -3,6 +3,11 @@
 //! One parser: timely's cluster flags (`-w`, `-n`, `-p`, `--hostfile`) are ours, turned into a
 //! `timely::Config` here; the engine's argv is never handed to timely. Every engine flag can
 //! also be set by a `WEIR_*` environment variable.
+//!
+//! Secrets (passwords, `--kafka-config` items) are held as [`Secret`]s from the moment clap
+//! parses them, so `Debug` of these structs never shows one; their environment variables are
+//! hidden from `--help`. Kafka's security flags are shared by `weir run` and `weir produce`
+//! ([`KafkaSecurityArgs`]) and mapped onto librdkafka settings in `crate::security`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::producer::http::HttpConfig;
 use crate::producer::kafka::KafkaSinkConfig;
 use crate::producer::{ProduceConfig, ProduceSink, ProduceSource};
+use crate::security::{KafkaSecurity, KafkaSettings, SaslMechanism, Secret, SecurityProtocol};
 use crate::sink::cassandra::CassandraConfig;
 use crate::source::generator::GeneratorConfig;
 use crate::source::kafka::KafkaConfig;
@@ -77,6 +83,153 @@ pub enum SinkKind {
     Sqlite,
     /// Discard everything (benchmarks; no progress is kept).
     Null,
+}
+
+/// The `--help` section of the Kafka security flags.
+const KAFKA_SECURITY: &str = "Kafka security";
+
+/// Kafka client settings shared by `weir run` and `weir produce`: security flags, a properties
+/// file and `--kafka-config` passthrough.
+#[derive(Clone, Debug, Default, Args)]
+pub struct KafkaSecurityArgs {
+    /// security.protocol. Default: sasl_ssl when SASL is configured, ssl when only TLS files
+    /// are, else plaintext.
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_SECURITY_PROTOCOL", value_enum, value_name = "PROTOCOL")]
+    pub kafka_security_protocol: Option<SecurityProtocol>,
+    /// sasl.mechanism.
+    #[arg(
+        long,
+        help_heading = KAFKA_SECURITY,
+        env = "WEIR_KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true,
+        value_name = "MECHANISM"
+    )]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// sasl.username.
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_SASL_USERNAME", value_name = "USER")]
+    pub kafka_sasl_username: Option<String>,
+    /// sasl.password (prefer the environment variable or --kafka-sasl-password-file: a flag
+    /// shows in the process list).
+    #[arg(
+        long,
+        help_heading = KAFKA_SECURITY,
+        env = "WEIR_KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub kafka_sasl_password: Option<Secret>,
+    /// File holding the SASL password (trailing newline ignored).
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_SASL_PASSWORD_FILE", value_name = "FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign the brokers' certificates (ssl.ca.location;
+    /// default: the system's CA bundle).
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_TLS_CA", value_name = "FILE")]
+    pub kafka_tls_ca: Option<PathBuf>,
+    /// Client certificate, PEM, for brokers that require one (ssl.certificate.location).
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_TLS_CERT", value_name = "FILE")]
+    pub kafka_tls_cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM (ssl.key.location).
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_TLS_KEY", value_name = "FILE")]
+    pub kafka_tls_key: Option<PathBuf>,
+    /// librdkafka properties file: key=value lines, # comments. Applied first: the flags
+    /// above and --kafka-config override it. Any setting, secrets included, can come from it.
+    #[arg(long, help_heading = KAFKA_SECURITY, env = "WEIR_KAFKA_CONFIG_FILE", value_name = "FILE")]
+    pub kafka_config_file: Option<PathBuf>,
+    /// A librdkafka setting, key=value (repeatable; comma-separated in the variable). Applied
+    /// last.
+    #[arg(
+        long = "kafka-config",
+        help_heading = KAFKA_SECURITY,
+        env = "WEIR_KAFKA_CONFIG",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub kafka_config: Vec<Secret>,
+}
+
+impl KafkaSecurityArgs {
+    /// Reads the password and properties files, checks that the files given exist, and
+    /// returns the librdkafka settings to apply after the client's own.
+    pub fn resolve(&self) -> Result<KafkaSettings> {
+        let KafkaSecurityArgs {
+            kafka_security_protocol,
+            kafka_sasl_mechanism,
+            kafka_sasl_username,
+            kafka_sasl_password,
+            kafka_sasl_password_file,
+            kafka_tls_ca,
+            kafka_tls_cert,
+            kafka_tls_key,
+            kafka_config_file,
+            kafka_config,
+        } = self;
+        let password = secret_from(
+            "the Kafka SASL password: --kafka-sasl-password (WEIR_KAFKA_SASL_PASSWORD) or --kafka-sasl-password-file",
+            kafka_sasl_password,
+            kafka_sasl_password_file,
+            "--kafka-sasl-password-file",
+        )?;
+        for (flag, path) in [
+            ("--kafka-tls-ca", kafka_tls_ca),
+            ("--kafka-tls-cert", kafka_tls_cert),
+            ("--kafka-tls-key", kafka_tls_key),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path)
+                    .map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))?;
+            }
+        }
+        let file = match kafka_config_file {
+            None => KafkaSettings::default(),
+            Some(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Config(format!("--kafka-config-file {origin}: {e}")))?;
+                KafkaSettings::parse_properties(&origin, &text)?
+            }
+        };
+        KafkaSecurity {
+            protocol: *kafka_security_protocol,
+            mechanism: *kafka_sasl_mechanism,
+            username: kafka_sasl_username.clone(),
+            password,
+            tls_ca: kafka_tls_ca.clone(),
+            tls_cert: kafka_tls_cert.clone(),
+            tls_key: kafka_tls_key.clone(),
+            file,
+            extra: KafkaSettings::parse_items("--kafka-config", kafka_config)?,
+        }
+        .settings()
+    }
+}
+
+/// A secret given at most once: as a value (flag or environment variable) or in a file
+/// (trailing newline ignored; an empty file is an error).
+fn secret_from(
+    what: &str,
+    value: &Option<Secret>,
+    file: &Option<PathBuf>,
+    file_flag: &str,
+) -> Result<Option<Secret>> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(Error::Config(format!("set {what}, not both"))),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("{file_flag} {}: {e}", path.display())))?;
+            let secret = text.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                return Err(Error::Config(format!(
+                    "{file_flag} {} is empty",
+                    path.display()
+                )));
+            }
+            Ok(Some(Secret::from(secret.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Settings of the built-in generator.
@@ -174,14 +327,9 @@ pub struct RunArgs {
     /// Consumer group for offset commits (lag tools only). Default: weir-<dataflow>.
     #[arg(long, env = "WEIR_GROUP")]
     pub group: Option<String>,
-    /// A librdkafka setting, key=value (repeatable), e.g. security.protocol=SASL_SSL.
-    #[arg(
-        long = "kafka-config",
-        env = "WEIR_KAFKA_CONFIG",
-        value_delimiter = ',',
-        value_name = "KEY=VALUE"
-    )]
-    pub kafka_config: Vec<String>,
+    /// Kafka security and librdkafka settings.
+    #[command(flatten)]
+    pub kafka: KafkaSecurityArgs,
     /// Where to start when no progress is stored: earliest, latest, or an RFC 3339 time.
     #[arg(long, env = "WEIR_START", default_value = "earliest")]
     pub start: String,
@@ -209,10 +357,11 @@ pub struct RunArgs {
     /// Cassandra username.
     #[arg(long, env = "WEIR_CASSANDRA_USER")]
     pub cassandra_user: Option<String>,
-    /// Cassandra password (prefer the environment variable or --cassandra-password-file).
+    /// Cassandra password (prefer the environment variable or --cassandra-password-file: a
+    /// flag shows in the process list).
     #[arg(long, env = "WEIR_CASSANDRA_PASSWORD", hide_env_values = true)]
-    pub cassandra_password: Option<String>,
-    /// File holding the Cassandra password.
+    pub cassandra_password: Option<Secret>,
+    /// File holding the Cassandra password (trailing newline ignored).
     #[arg(long, env = "WEIR_CASSANDRA_PASSWORD_FILE")]
     pub cassandra_password_file: Option<PathBuf>,
     /// Connect to Cassandra over TLS (system CA roots unless --cassandra-tls-ca).
@@ -289,14 +438,9 @@ pub struct ProduceArgs {
     /// Replication factor of a topic created by --partitions.
     #[arg(long, default_value_t = 1)]
     pub replication_factor: i32,
-    /// A librdkafka setting, key=value (repeatable), e.g. security.protocol=SASL_SSL.
-    #[arg(
-        long = "kafka-config",
-        env = "WEIR_KAFKA_CONFIG",
-        value_delimiter = ',',
-        value_name = "KEY=VALUE"
-    )]
-    pub kafka_config: Vec<String>,
+    /// Kafka security and librdkafka settings.
+    #[command(flatten)]
+    pub kafka: KafkaSecurityArgs,
     /// Print the formatted users as JSON lines on stdout instead of producing them.
     #[arg(long)]
     pub dry_run: bool,
@@ -392,7 +536,7 @@ impl ProduceArgs {
             topic,
             partitions,
             replication_factor,
-            kafka_config,
+            kafka,
             dry_run,
             api,
             synthetic,
@@ -470,6 +614,7 @@ impl ProduceArgs {
                 ))
             }
             (Some(brokers), false) => {
+                crate::security::no_credentials_in("--brokers", brokers)?;
                 if partitions.is_some_and(|p| p < 1) || *replication_factor < 1 {
                     return Err(Error::Config(
                         "--partitions and --replication-factor must be at least 1".into(),
@@ -480,7 +625,7 @@ impl ProduceArgs {
                     topic: topic.clone(),
                     partitions: *partitions,
                     replication: *replication_factor,
-                    settings: key_values(kafka_config)?,
+                    settings: kafka.resolve()?,
                     connect_timeout: *kafka_timeout,
                     delivery_timeout: *delivery_timeout,
                 })
@@ -494,19 +639,6 @@ impl ProduceArgs {
             progress: crate::producer::progress_mode(*quiet, *log_every),
         })
     }
-}
-
-fn key_values(items: &[String]) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|item| {
-            item.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| {
-                    Error::Config(format!("--kafka-config {item:?}: expected key=value"))
-                })
-        })
-        .collect()
 }
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
@@ -584,7 +716,7 @@ impl RunArgs {
             brokers,
             topic,
             group,
-            kafka_config,
+            kafka,
             start,
             until,
             input,
@@ -670,7 +802,8 @@ impl RunArgs {
         };
         let source = match (brokers, input) {
             (Some(brokers), _) => {
-                let settings = key_values(kafka_config)?;
+                crate::security::no_credentials_in("--brokers", brokers)?;
+                let settings = kafka.resolve()?;
                 SourceChoice::Kafka(KafkaConfig {
                     brokers: brokers.clone(),
                     topic: topic.clone().unwrap_or_else(|| spec.topic.clone()),
@@ -693,18 +826,12 @@ impl RunArgs {
                 SourceChoice::Generator(generator.resolve()?)
             }
         };
-        let password = match (cassandra_password, cassandra_password_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        Error::Config(format!("--cassandra-password-file {}: {e}", path.display()))
-                    })?
-                    .trim_end()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
+        let password = secret_from(
+            "the Cassandra password: --cassandra-password (WEIR_CASSANDRA_PASSWORD) or --cassandra-password-file",
+            cassandra_password,
+            cassandra_password_file,
+            "--cassandra-password-file",
+        )?;
         let credentials = match (cassandra_user, password) {
             (Some(u), Some(p)) => Some((u.clone(), p)),
             (None, None) => None,
@@ -733,6 +860,7 @@ impl RunArgs {
             (SinkKind::Null, _) => SinkChoice::Null,
             (SinkKind::Sqlite, _) | (SinkKind::Auto, None) => SinkChoice::Sqlite(sqlite.clone()),
             (SinkKind::Cassandra | SinkKind::Auto, Some(nodes)) => {
+                crate::security::no_credentials_in("--cassandra", nodes)?;
                 SinkChoice::Cassandra(cassandra_config(nodes))
             }
             (SinkKind::Cassandra, None) => {

@@ -16,6 +16,7 @@
 //! | [`metrics`] | totals and Prometheus metrics |
 //! | [`status`] | the status page's model: workers, partitions, throughput, recent events |
 //! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz` |
+//! | [`security`] | Kafka SASL/TLS flags -> librdkafka settings; secrets and their redaction |
 //! | [`failpoint`] | crash points for tests |
 //! | [`error`] | infrastructure errors |
 #![deny(missing_docs)]
@@ -30,6 +31,7 @@ pub mod producer;
 pub mod progress;
 pub mod runtime;
 pub mod schema;
+pub mod security;
 pub mod sink;
 pub mod source;
 pub mod spec;

@@ -1,5 +1,11 @@
 //! Producing formatted users to Kafka: keyed by id, idempotent, `acks=all`, compressed,
 //! stamped with `created_at`, every delivery counted.
+//!
+//! Security settings (SASL, TLS, properties file, `--kafka-config`) come resolved in
+//! [`KafkaSinkConfig::settings`], the same as the consumer's (`crate::security`), and apply to
+//! the admin client that creates the topic too. The producer's context keeps librdkafka's last
+//! connection error, so that a refused login or a failed TLS handshake is named in the one
+//! error line.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use rdkafka::ClientContext;
 
 use super::{Reporter, Stats};
 use crate::error::{Error, Result};
+use crate::security::{kafka_error, ClientErrors, KafkaSettings};
 
 /// Where and how to produce.
 #[derive(Clone, Debug)]
@@ -25,8 +32,8 @@ pub struct KafkaSinkConfig {
     pub partitions: Option<i32>,
     /// Replication factor of a created topic.
     pub replication: i32,
-    /// Extra librdkafka settings (`--kafka-config key=value`), applied last.
-    pub settings: Vec<(String, String)>,
+    /// Security and extra librdkafka settings, applied after Weir's own.
+    pub settings: KafkaSettings,
     /// How long to wait for the broker at start.
     pub connect_timeout: Duration,
     /// How long a message may take to be acknowledged before it counts as failed.
@@ -59,9 +66,7 @@ impl KafkaSinkConfig {
                 "socket.connection.setup.timeout.ms",
                 self.connect_timeout.as_millis().max(1000).to_string(),
             );
-        for (k, v) in &self.settings {
-            c.set(k, v);
-        }
+        self.settings.apply(&mut c);
         c
     }
 }
@@ -70,12 +75,17 @@ impl KafkaSinkConfig {
 pub struct Deliveries {
     stats: Arc<Stats>,
     reporter: Reporter,
+    errors: ClientErrors,
 }
 
 /// Delivery errors reported one by one; later ones are only counted.
 const REPORTED_DELIVERY_ERRORS: u64 = 10;
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -124,26 +134,35 @@ impl KafkaSink {
         reporter: Reporter,
     ) -> Result<Self> {
         let client_config = config.client_config();
-        if let Some(partitions) = config.partitions {
-            create_topic(config, &client_config, partitions).await?;
-        }
+        let errors = ClientErrors::default();
         let producer: ThreadedProducer<Deliveries> = client_config
-            .create_with_context(Deliveries { stats, reporter })
+            .create_with_context(Deliveries {
+                stats,
+                reporter,
+                errors: errors.clone(),
+            })
             .map_err(|e| {
                 Error::Kafka(format!(
-                    "cannot create a producer for {}: {e}; check --brokers and --kafka-config",
-                    config.brokers
+                    "cannot create a producer for {}: {}; check --brokers and the Kafka settings",
+                    config.brokers,
+                    kafka_error(&e)
                 ))
             })?;
+        if let Some(partitions) = config.partitions {
+            // After the producer: its polling thread records the connection errors that
+            // explain a failure here (the admin client serves no error events).
+            create_topic(config, &client_config, partitions, &errors).await?;
+        }
         // Blocking, at start, before anything else runs on this thread.
         let metadata = producer
             .client()
             .fetch_metadata(Some(&config.topic), config.connect_timeout)
             .map_err(|e| {
                 Error::Kafka(format!(
-                    "cannot reach Kafka at {} within {}: {e}; check --brokers",
+                    "cannot reach Kafka at {} within {}: {e}{}",
                     config.brokers,
-                    humantime::format_duration(config.connect_timeout)
+                    humantime::format_duration(config.connect_timeout),
+                    errors.explain_or("; check --brokers")
                 ))
             })?;
         let missing = metadata
@@ -205,11 +224,13 @@ async fn create_topic(
     config: &KafkaSinkConfig,
     client_config: &ClientConfig,
     partitions: i32,
+    errors: &ClientErrors,
 ) -> Result<()> {
     let admin: AdminClient<_> = client_config.create().map_err(|e| {
         Error::Kafka(format!(
-            "cannot create an admin client for {}: {e}",
-            config.brokers
+            "cannot create an admin client for {}: {}; check the Kafka settings",
+            config.brokers,
+            kafka_error(&e)
         ))
     })?;
     let topic = NewTopic::new(
@@ -222,8 +243,10 @@ async fn create_topic(
         .request_timeout(Some(config.connect_timeout));
     let results = admin.create_topics([&topic], &options).await.map_err(|e| {
         Error::Kafka(format!(
-            "cannot create topic {} at {}: {e}; check --brokers",
-            config.topic, config.brokers
+            "cannot create topic {} at {}: {e}{}",
+            config.topic,
+            config.brokers,
+            errors.explain_or("; check --brokers")
         ))
     })?;
     for result in results {

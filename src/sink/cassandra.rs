@@ -7,6 +7,11 @@
 //! by the number of lanes. A failed statement is retried with exponential backoff; one that
 //! still fails after `max_attempts` kills the process (its write was never acknowledged, so
 //! no progress covers it and a restart replays it).
+//!
+//! Security: a username and password (PasswordAuthenticator, SASL PLAIN inside the CQL
+//! handshake) and TLS through rustls, trusting the system's CA roots or `--cassandra-tls-ca`.
+//! The password is a [`Secret`]: `Debug` of the configuration shows `***`, and
+//! [`Store::describe`] names only the contact points and the keyspace.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,6 +28,7 @@ use super::{Ack, Cell, Store, TableSet};
 use crate::error::{Error, Result};
 use crate::metrics::Stats;
 use crate::progress::PartitionProgress;
+use crate::security::Secret;
 
 /// How to reach Cassandra.
 #[derive(Clone, Debug)]
@@ -34,7 +40,7 @@ pub struct CassandraConfig {
     /// Replication clause for `CREATE KEYSPACE`, e.g. `{'class': 'SimpleStrategy', 'replication_factor': 1}`.
     pub replication: String,
     /// Username and password.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, Secret)>,
     /// Statements in flight per process.
     pub concurrency: usize,
     /// Attempts per statement before giving up.
@@ -130,7 +136,7 @@ impl CassandraStore {
             .known_nodes(&config.nodes)
             .connection_timeout(config.timeout);
         if let Some((user, password)) = &config.credentials {
-            builder = builder.user(user, password);
+            builder = builder.user(user, password.expose());
         }
         if let Some(tls) = &config.tls {
             builder = builder.tls_context(Some(Arc::new(tls.client_config()?)));
@@ -144,8 +150,18 @@ impl CassandraStore {
         let nodes = config.nodes.join(",");
         let session = runtime
             .block_on(async { tokio::time::timeout(config.timeout * 2, builder.build()).await })
-            .map_err(|_| Error::Sink(format!("cassandra: no answer from {nodes} within {:?}; check --cassandra", config.timeout * 2)))?
-            .map_err(|e| Error::Sink(format!("cassandra: cannot connect to {nodes} ({e}); check --cassandra and the credentials")))?;
+            .map_err(|_| {
+                Error::Sink(format!(
+                    "cassandra: no answer from {nodes} within {:?}; check --cassandra",
+                    config.timeout * 2
+                ))
+            })?
+            .map_err(|e| {
+                Error::Sink(format!(
+                    "cassandra: cannot connect to {nodes} ({e}); {}",
+                    connect_hint(&e.to_string(), &config)
+                ))
+            })?;
         Ok(CassandraStore {
             config,
             runtime,
@@ -334,6 +350,19 @@ impl Store for CassandraStore {
             self.config.nodes.join(","),
             self.config.keyspace
         )
+    }
+}
+
+/// What to check after a failed connection, from the driver's error text.
+fn connect_hint(error: &str, config: &CassandraConfig) -> &'static str {
+    if error.contains("Authentication") || error.contains("bad credentials") {
+        "check --cassandra-user and the password (WEIR_CASSANDRA_PASSWORD or --cassandra-password-file)"
+    } else if error.contains("certificate") || error.contains("UnknownIssuer") {
+        "check --cassandra-tls-ca (the CA that signs the nodes' certificates)"
+    } else if config.tls.is_none() && error.contains("early eof") {
+        "check --cassandra, and whether the nodes require TLS (--cassandra-tls)"
+    } else {
+        "check --cassandra, the credentials and TLS settings"
     }
 }
 

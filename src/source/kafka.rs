@@ -3,6 +3,11 @@
 //! Never `subscribe()`: the group coordinator would move partitions between workers at will,
 //! and Weir's progress lives in the sink, not in consumer-group offsets. The group id is only
 //! used to commit offsets after the sink's progress record, so that lag tools work.
+//!
+//! Security settings (SASL, TLS, properties file, `--kafka-config`) come resolved in
+//! [`KafkaConfig::settings`] and are applied after Weir's own options (`crate::security`).
+//! The client context keeps librdkafka's last connection error, so that a refused login or a
+//! failed TLS handshake is named in the one error line instead of a bare timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::{Message, Reader, StartAt};
 use crate::error::{Error, Result};
+use crate::security::{kafka_error, ClientErrors, KafkaSettings};
 
 /// How to reach and read the topic.
 #[derive(Clone, Debug)]
@@ -25,8 +31,8 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Consumer group, for offset commits only.
     pub group: String,
-    /// Extra librdkafka settings (`--kafka-config key=value`), applied last.
-    pub settings: Vec<(String, String)>,
+    /// Security and extra librdkafka settings, applied after Weir's own.
+    pub settings: KafkaSettings,
     /// Stop each partition at the high watermark seen when it is assigned.
     pub until_end: bool,
     /// Stop each partition at this offset (exclusive).
@@ -57,9 +63,7 @@ impl KafkaConfig {
             // Statistics once a second carry each partition's high watermark, for the
             // consumer-lag metric, without a request to the broker.
             .set("statistics.interval.ms", "1000");
-        for (k, v) in &self.settings {
-            c.set(k, v);
-        }
+        self.settings.apply(&mut c);
         c
     }
 }
@@ -69,9 +73,14 @@ impl KafkaConfig {
 pub struct WatermarkContext {
     topic: String,
     high: Arc<Mutex<HashMap<i32, i64>>>,
+    errors: ClientErrors,
 }
 
 impl ClientContext for WatermarkContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
@@ -107,14 +116,16 @@ impl KafkaReader {
         let context = WatermarkContext {
             topic: config.topic.clone(),
             high: Arc::clone(&high_watermarks),
+            errors: ClientErrors::default(),
         };
         let consumer: BaseConsumer<WatermarkContext> = config
             .client_config()
             .create_with_context(context)
             .map_err(|e| {
                 Error::Kafka(format!(
-                    "cannot create a consumer for {}: {e}; check --brokers and --kafka-config",
-                    config.brokers
+                    "cannot create a consumer for {}: {}; check --brokers and the Kafka settings",
+                    config.brokers,
+                    kafka_error(&e)
                 ))
             })?;
         let mut reader = KafkaReader {
@@ -142,6 +153,19 @@ impl KafkaReader {
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!("consumer-group commit failed (lag tools only): {e}");
+        }
+    }
+
+    /// Serves librdkafka's pending events, so that the context records the connection errors
+    /// among them (a consumer reports them only through `poll`). Only while nothing is
+    /// assigned: then `poll` cannot return, and so lose, a message.
+    fn serve_error_events(&self) {
+        if self.positions.is_empty() {
+            // `None` also stands for an event served inside (a statistics event, say), so
+            // this does not stop at the first one.
+            for _ in 0..64 {
+                let _ = self.consumer.poll(Duration::ZERO);
+            }
         }
     }
 
@@ -188,9 +212,14 @@ impl Reader for KafkaReader {
             .consumer
             .fetch_metadata(Some(&self.config.topic), self.config.timeout)
             .map_err(|e| {
+                self.serve_error_events();
                 Error::Kafka(format!(
-                    "cannot reach the brokers at {} ({e}); check --brokers",
-                    self.config.brokers
+                    "cannot reach the brokers at {} ({e}){}",
+                    self.config.brokers,
+                    self.consumer
+                        .context()
+                        .errors
+                        .explain_or("; check --brokers")
                 ))
             })?;
         let mut partitions: Vec<i32> = metadata
