@@ -1,7 +1,8 @@
 //! `cql-server`: an in-memory, single-node CQL (native protocol v4) server for integration
 //! tests, built on the `kassandra` library (which has no server binary of its own).
 //!
-//! Usage: `cql-server [--listen IP:PORT] [--port-file PATH]`
+//! Usage: `cql-server [--listen IP:PORT] [--port-file PATH] [--auth USER:PASSWORD]
+//! [--tls-cert PEM --tls-key PEM]`
 //!
 //! * One `KassandraSession` (one database) is shared by every connection, behind a mutex.
 //! * Each connection is served by a reader task (decode, execute, encode) and a writer task;
@@ -11,6 +12,13 @@
 //!   request; the connection and the process keep running.
 //! * kassandra's data model is incomplete: see /work/shared/TESTBED.md ("CQL: kassandra") for
 //!   the queries that are silently wrong there.
+//! * `--auth USER:PASSWORD` requires PasswordAuthenticator logins, as Cassandra does: STARTUP
+//!   is answered with AUTHENTICATE, and the client's AUTH_RESPONSE (SASL PLAIN) with
+//!   AUTH_SUCCESS, or an AuthenticationError for a wrong user or password; nothing else is
+//!   served before that. kassandra can neither parse AUTH_RESPONSE nor serialize AUTHENTICATE
+//!   and AUTH_SUCCESS, so these frames are encoded here.
+//! * `--tls-cert`/`--tls-key` serve TLS only (tokio-rustls), like a node with
+//!   `client_encryption_options: enabled: true, optional: false`.
 
 use std::{
     any::Any,
@@ -24,7 +32,7 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use kassandra::{
     error::DbError,
@@ -37,14 +45,22 @@ use kassandra::{
     KassandraSession,
 };
 use tokio::{
-    net::{tcp::OwnedWriteHalf, TcpListener, TcpStream},
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
     sync::mpsc,
 };
+use tokio_rustls::TlsAcceptor;
 
-const USAGE: &str = "usage: cql-server [--listen IP:PORT] [--port-file PATH]
-  --listen IP:PORT    address to bind (default 127.0.0.1:0, i.e. any free port)
-  --port-file PATH    after binding, write the port number to PATH (atomically)
+const USAGE: &str = "usage: cql-server [--listen IP:PORT] [--port-file PATH] [--auth USER:PASSWORD]
+                  [--tls-cert PEM --tls-key PEM]
+  --listen IP:PORT       address to bind (default 127.0.0.1:0, i.e. any free port)
+  --port-file PATH       after binding, write the port number to PATH (atomically)
+  --auth USER:PASSWORD   require this login (PasswordAuthenticator, SASL PLAIN)
+  --tls-cert, --tls-key  serve TLS only, with this certificate chain and private key (PEM)
 Prints one line `listening IP:PORT` to stdout once ready, then serves until killed.";
+
+/// What the server tells clients it authenticates with: the name drivers expect from Cassandra.
+const AUTHENTICATOR: &str = "org.apache.cassandra.auth.PasswordAuthenticator";
 
 /// kassandra keeps the current keyspace (`USE ks`) inside the session, but here the session is
 /// shared by all connections while `USE` is per connection in CQL. Before every call the
@@ -62,52 +78,61 @@ type SharedSession = Arc<Mutex<KassandraSession>>;
 /// A response frame ready for `kassandra::frame::raw_response_sink`.
 type OutFrame = (FrameParams, ResponseOpcode, Bytes);
 
+/// The one login the server accepts.
+#[derive(Debug)]
+struct Credentials {
+    user: String,
+    password: String,
+}
+
 struct Args {
     listen: SocketAddr,
     port_file: Option<PathBuf>,
+    auth: Option<Credentials>,
+    /// Certificate chain and private key.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Parses the command line. `Ok(None)` means help was requested.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut listen: Option<String> = None;
-    let mut port_file: Option<String> = None;
-
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
-        }
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
-        let slot = match flag.as_str() {
-            "--listen" => &mut listen,
-            "--port-file" => &mut port_file,
-            _ => return Err(format!("unknown argument '{arg}'")),
-        };
-        if slot.is_some() {
-            return Err(format!("{flag} given more than once"));
-        }
-        let value = match inline_value {
-            Some(value) => value,
-            None => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
-        };
-        if value.is_empty() {
-            return Err(format!("{flag} needs a non-empty value"));
-        }
-        *slot = Some(value);
-    }
-
-    let listen = listen.as_deref().unwrap_or("127.0.0.1:0");
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let known = [
+        "--listen",
+        "--port-file",
+        "--auth",
+        "--tls-cert",
+        "--tls-key",
+    ];
+    let Some(mut flags) = cql_server::parse_flags(args, &known)? else {
+        return Ok(None);
+    };
+    let listen = flags
+        .remove("--listen")
+        .unwrap_or_else(|| "127.0.0.1:0".into());
     let listen = listen.parse::<SocketAddr>().map_err(|_| {
         format!("invalid --listen address '{listen}' (expected IP:PORT, e.g. 127.0.0.1:0)")
     })?;
+    let auth = match flags.remove("--auth") {
+        None => None,
+        Some(text) => match text.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                Some(Credentials {
+                    user: user.into(),
+                    password: password.into(),
+                })
+            }
+            _ => return Err("--auth needs USER:PASSWORD".into()),
+        },
+    };
+    let tls = match (flags.remove("--tls-cert"), flags.remove("--tls-key")) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     Ok(Some(Args {
         listen,
-        port_file: port_file.map(PathBuf::from),
+        port_file: flags.remove("--port-file").map(PathBuf::from),
+        auth,
+        tls,
     }))
 }
 
@@ -126,6 +151,18 @@ async fn main() -> ExitCode {
     };
 
     install_panic_hook();
+
+    let tls = match &args.tls {
+        None => None,
+        Some((cert, key)) => match cql_server::server_config(cert, key, None) {
+            Ok(config) => Some(TlsAcceptor::from(config)),
+            Err(e) => {
+                eprintln!("cql-server: error: TLS: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let auth = args.auth.map(Arc::new);
 
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
@@ -163,7 +200,33 @@ async fn main() -> ExitCode {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, Arc::clone(&session)));
+                // Responses are small and latency matters far more than packet count.
+                if let Err(e) = stream.set_nodelay(true) {
+                    eprintln!("cql-server: {peer}: cannot set TCP_NODELAY: {e}");
+                }
+                let conn = Connection {
+                    peer,
+                    keyspace: None,
+                    auth: auth.clone(),
+                    authenticated: auth.is_none(),
+                };
+                let session = Arc::clone(&session);
+                match &tls {
+                    None => {
+                        tokio::spawn(serve_connection(stream, conn, session));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            match acceptor.accept(stream).await {
+                                Ok(stream) => serve_connection(stream, conn, session).await,
+                                Err(e) => {
+                                    eprintln!("cql-server: {peer}: TLS handshake failed: {e}")
+                                }
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -216,21 +279,22 @@ struct Connection {
     peer: SocketAddr,
     /// Set by a successful `USE ks` on this connection.
     keyspace: Option<String>,
+    /// The login this server requires, if any.
+    auth: Option<Arc<Credentials>>,
+    /// True once the client logged in (from the start without `--auth`).
+    authenticated: bool,
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, session: SharedSession) {
-    // Responses are small and latency matters far more than packet count.
-    if let Err(e) = stream.set_nodelay(true) {
-        eprintln!("cql-server: {peer}: cannot set TCP_NODELAY: {e}");
-    }
-    let (reader, writer) = stream.into_split();
+async fn serve_connection(
+    stream: impl AsyncRead + AsyncWrite + Send + 'static,
+    mut conn: Connection,
+    session: SharedSession,
+) {
+    let peer = conn.peer;
+    let (reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<OutFrame>(RESPONSE_QUEUE);
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
 
-    let mut conn = Connection {
-        peer,
-        keyspace: None,
-    };
     let mut requests = frame::request_stream(reader);
     while let Some(item) = requests.next().await {
         match item {
@@ -260,7 +324,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, session: SharedSe
 
 /// Sends queued responses, coalescing everything already queued into one flush.
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    writer: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<OutFrame>,
     peer: SocketAddr,
 ) {
@@ -288,15 +352,9 @@ async fn write_responses(
 /// True for the errors of a client that simply went away.
 fn is_disconnect(e: &eyre::Report) -> bool {
     e.chain().any(|cause| {
-        cause.downcast_ref::<io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            )
-        })
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(cql_server::is_disconnect)
     })
 }
 
@@ -313,15 +371,19 @@ fn handle_frame(
         // The message drivers look for before downgrading the protocol version.
         Response::unsupported_version()
     } else {
-        panic::catch_unwind(AssertUnwindSafe(|| {
-            dispatch(session, conn, opcode, body, params.flags)
-        }))
-        .unwrap_or_else(|payload| {
-            server_error(format!(
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            authenticate(session, conn, opcode, body, params.flags).unwrap_or_else(|| {
+                Reply::Kassandra(dispatch(session, conn, opcode, body, params.flags))
+            })
+        }));
+        match outcome {
+            Ok(Reply::Raw(opcode, body)) => return raw_frame(params.stream, opcode, body),
+            Ok(Reply::Kassandra(response)) => response,
+            Err(payload) => server_error(format!(
                 "kassandra panicked on a {opcode:?} request: {}",
                 panic_message(payload.as_ref())
-            ))
-        })
+            )),
+        }
     };
     encode(params.stream, response, conn.peer)
 }
@@ -352,12 +414,103 @@ fn dispatch(
         // Accept event registration (drivers register on their control connection) but never
         // push events: kassandra cannot serialize them, and a single node has no topology news.
         Request::Register { .. } => Response::Ready,
-        Request::AuthResponse => protocol_error("authentication is not supported by this server"),
+        // Never reached: `authenticate` answers AUTH_RESPONSE (kassandra cannot parse it).
+        Request::AuthResponse => protocol_error("unexpected AUTH_RESPONSE"),
         Request::Query(query) => execute(session, conn, |s| s.process(query)),
         Request::Prepare(query) => execute(session, conn, |s| s.prepare(query)),
         Request::Execute(execute_req) => execute(session, conn, |s| s.execute(execute_req)),
         Request::Batch(batch) => execute(session, conn, |s| s.process_batch(batch)),
     }
+}
+
+/// A response: encoded here, or by kassandra.
+// One per request, moved once: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    /// A body kassandra cannot serialize (AUTHENTICATE, AUTH_SUCCESS).
+    Raw(ResponseOpcode, Bytes),
+    /// A response kassandra serializes.
+    Kassandra(Response),
+}
+
+/// The login handshake (PasswordAuthenticator, SASL PLAIN), before kassandra sees a request.
+/// `None`: not part of the handshake, dispatch as usual.
+fn authenticate(
+    session: &Mutex<KassandraSession>,
+    conn: &mut Connection,
+    opcode: RequestOpcode,
+    body: &[u8],
+    flags: FrameFlags,
+) -> Option<Reply> {
+    let Some(credentials) = conn.auth.clone() else {
+        // kassandra panics on AUTH_RESPONSE; answer it as a server without authentication.
+        return matches!(opcode, RequestOpcode::AuthResponse).then(|| {
+            Reply::Kassandra(protocol_error(
+                "authentication is not enabled on this server",
+            ))
+        });
+    };
+    if conn.authenticated {
+        return matches!(opcode, RequestOpcode::AuthResponse)
+            .then(|| Reply::Kassandra(protocol_error("already authenticated")));
+    }
+    Some(match opcode {
+        RequestOpcode::Options => return None,
+        RequestOpcode::Startup => match dispatch(session, conn, opcode, body, flags) {
+            Response::Ready => {
+                let mut out = BytesMut::new();
+                put_string(&mut out, AUTHENTICATOR);
+                Reply::Raw(ResponseOpcode::Authenticate, out.freeze())
+            }
+            refused => Reply::Kassandra(refused),
+        },
+        RequestOpcode::AuthResponse => match sasl_plain(body) {
+            Some((user, password))
+                if user == credentials.user.as_bytes()
+                    && password == credentials.password.as_bytes() =>
+            {
+                conn.authenticated = true;
+                let mut out = BytesMut::new();
+                out.put_i32(-1); // [bytes] null: no final SASL token
+                Reply::Raw(ResponseOpcode::AuthSuccess, out.freeze())
+            }
+            // Cassandra's own wording, which drivers show as is.
+            _ => Reply::Kassandra(Response::Error(CqlError::new(
+                DbError::AuthenticationError,
+                "Provided username and/or password are incorrect",
+            ))),
+        },
+        _ => Reply::Kassandra(Response::Error(CqlError::new(
+            DbError::ProtocolError,
+            "authentication required: send STARTUP and AUTH_RESPONSE first",
+        ))),
+    })
+}
+
+/// The user and password of an AUTH_RESPONSE body: a `[bytes]` SASL PLAIN token,
+/// `authzid NUL user NUL password`.
+fn sasl_plain(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (length, token) = body.split_first_chunk::<4>()?;
+    let token = token.get(..usize::try_from(i32::from_be_bytes(*length)).ok()?)?;
+    let mut parts = token.splitn(3, |b| *b == 0);
+    let (_authzid, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((user, password))
+}
+
+/// A `[string]`: u16 length, UTF-8.
+fn put_string(out: &mut BytesMut, s: &str) {
+    out.put_u16(s.len() as u16);
+    out.put_slice(s.as_bytes());
+}
+
+/// A response frame whose body was encoded here.
+fn raw_frame(stream: i16, opcode: ResponseOpcode, body: Bytes) -> OutFrame {
+    let params = FrameParams {
+        version: ProtocolVersion::V4,
+        flags: FrameFlags::empty(),
+        stream,
+    };
+    (params, opcode, body)
 }
 
 /// Runs `op` on the shared session with this connection's keyspace selected.
@@ -420,12 +573,9 @@ fn encode(stream: i16, response: Response, peer: SocketAddr) -> OutFrame {
             (ResponseOpcode::Error, body, flags)
         }
     };
-    let params = FrameParams {
-        version: ProtocolVersion::V4,
-        flags,
-        stream,
-    };
-    (params, opcode, body.freeze())
+    let mut frame = raw_frame(stream, opcode, body.freeze());
+    frame.0.flags = flags;
+    frame
 }
 
 fn response_opcode(response: &Response) -> ResponseOpcode {
@@ -466,5 +616,37 @@ mod tests {
         assert!(parse(&["--listen", "localhost"]).is_err());
         assert!(parse(&["--port", "1"]).is_err());
         assert!(parse(&["--listen=127.0.0.1:1", "--listen=127.0.0.1:2"]).is_err());
+
+        let a = parse(&[
+            "--auth",
+            "weir:s3cret:x",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        let auth = a.auth.unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("weir", "s3cret:x")
+        );
+        assert_eq!(a.tls.unwrap().1, PathBuf::from("k.pem"));
+        assert!(parse(&["--auth", "nopassword"]).is_err());
+        assert!(parse(&["--tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn sasl_plain_tokens() {
+        let mut body = 12i32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"\0weir\0s3cret");
+        assert_eq!(sasl_plain(&body), Some((&b"weir"[..], &b"s3cret"[..])));
+        assert_eq!(sasl_plain(&body[..8]), None, "truncated");
+        assert_eq!(
+            sasl_plain(&[0, 0, 0, 3, b'a', 0, b'b']),
+            None,
+            "no password"
+        );
     }
 }
