@@ -322,12 +322,18 @@ pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
     out
 }
 
-/// A scylla session for the test CQL server.
-pub async fn cql_session(addr: &str) -> scylla::client::session::Session {
+/// A scylla session builder for the test CQL server (no `system.peers`: no schema agreement
+/// or metadata fetches).
+pub fn cql_builder(addr: &str) -> scylla::client::session_builder::SessionBuilder {
     scylla::client::session_builder::SessionBuilder::new()
         .known_node(addr)
         .auto_await_schema_agreement(false)
         .fetch_schema_metadata(false)
+}
+
+/// A scylla session for the test CQL server.
+pub async fn cql_session(addr: &str) -> scylla::client::session::Session {
+    cql_builder(addr)
         .build()
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test CQL server at {addr}: {e}"))
@@ -335,12 +341,24 @@ pub async fn cql_session(addr: &str) -> scylla::client::session::Session {
 
 /// Reads every table of `spec` (but progress) from Cassandra, whole, with paging.
 pub fn read_cassandra(addr: &str, keyspace: &str, spec: &DataflowSpec) -> Tables {
+    read_cassandra_with(cql_builder(addr), keyspace, spec)
+}
+
+/// [`read_cassandra`] through a session of this builder (credentials, TLS).
+pub fn read_cassandra_with(
+    builder: scylla::client::session_builder::SessionBuilder,
+    keyspace: &str,
+    spec: &DataflowSpec,
+) -> Tables {
     use futures::TryStreamExt;
     use scylla::value::CqlValue;
     let tables = TableSet::new(spec);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let session = cql_session(addr).await;
+        let session = builder
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test CQL server: {e}"));
         let mut out = Tables::new();
         for table in &tables.tables[..TableSet::PROGRESS] {
             let query = format!(
