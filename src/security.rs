@@ -146,12 +146,16 @@ impl KafkaSettings {
         Ok(KafkaSettings(entries))
     }
 
-    /// The value that applies for `key` (the last one set).
+    /// The value that applies for `key` (the last one set, under its name or an alias).
     pub fn get(&self, key: &str) -> Option<&str> {
+        let alias = ALIASES
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, alias)| *alias);
         self.0
             .iter()
             .rev()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| k == key || Some(k.as_str()) == alias)
             .map(|(_, v)| v.as_str())
     }
 
@@ -178,6 +182,10 @@ impl fmt::Debug for KafkaSettings {
             .finish()
     }
 }
+
+/// librdkafka's aliases of the keys checked here (Confluent Cloud's client.properties uses
+/// `sasl.mechanisms`).
+const ALIASES: [(&str, &str); 1] = [("sasl.mechanism", "sasl.mechanisms")];
 
 fn key_value(text: &str) -> Option<(String, String)> {
     let (key, value) = text.split_once('=')?;
@@ -582,7 +590,7 @@ mod tests {
         let file = KafkaSecurity {
             file: KafkaSettings::new(pairs(&[
                 ("security.protocol", "SASL_SSL"),
-                ("sasl.mechanism", "PLAIN"),
+                ("sasl.mechanisms", "PLAIN"),
                 ("sasl.username", "alice"),
                 ("sasl.password", "pw"),
             ])),
