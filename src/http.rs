@@ -9,7 +9,7 @@
 //!
 //! It runs on its own thread and tokio runtime, away from the timely workers, and samples the
 //! throughput history once a second. Nothing it serves contains a secret: the source and sink
-//! descriptions are built without credentials.
+//! descriptions are built without credentials (see `crate::security`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -142,7 +142,9 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
     } else {
         format!("resuming {} partitions", restored.len())
     };
-    // Neither description contains a credential: see `source_text` and `Store::describe`.
+    // Neither description contains a credential: they name brokers, contact points, topic
+    // and keyspace only, and host lists with credentials are refused at start
+    // (`security::no_credentials_in`; tested in tests/security.rs).
     stats
         .metrics
         .set_build_info(&spec.name, &source_text, &store.describe());

@@ -289,6 +289,14 @@ impl KafkaSecurity {
             file,
             extra,
         } = self;
+        if let Some(key) = ["bootstrap.servers", "metadata.broker.list"]
+            .into_iter()
+            .find(|k| file.get(k).is_some() || extra.get(k).is_some())
+        {
+            return Err(Error::Config(format!(
+                "{key} is set in --kafka-config-file or --kafka-config; name the brokers with --brokers only (the logs and the status page show --brokers)"
+            )));
+        }
         let mut s = file.clone();
         if let Some(p) = protocol {
             s.set("security.protocol", p.librdkafka());
@@ -645,6 +653,13 @@ mod tests {
                     ..Default::default()
                 },
                 "a Kafka client certificate needs both --kafka-tls-cert",
+            ),
+            (
+                KafkaSecurity {
+                    file: KafkaSettings::new(pairs(&[("bootstrap.servers", "other:9092")])),
+                    ..Default::default()
+                },
+                "bootstrap.servers is set in --kafka-config-file or --kafka-config; name the brokers with --brokers only",
             ),
         ];
         for (security, expected) in cases {
