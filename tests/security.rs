@@ -152,6 +152,25 @@ fn fails_with_one_line(cmd: Command, limit: Duration, needles: &[&str], secrets:
     }
 }
 
+/// `weir produce --synthetic` of a few users to `topic`, giving up on Kafka after 3 s.
+fn produce_a_few(brokers: &str, topic: &str) -> Command {
+    let mut cmd = weir();
+    cmd.args(["produce", "--brokers", brokers, "--topic", topic])
+        .args(["--synthetic", "--count", "5", "--kafka-timeout", "3s"]);
+    cmd
+}
+
+/// The pipeline to the end of its topic, giving up on Kafka after 3 s.
+fn run_to_the_end(brokers: &str) -> Command {
+    let mut cmd = weir();
+    cmd.args(["--brokers", brokers, "--until", "end"])
+        .args(["--connect-timeout", "3s"]);
+    cmd
+}
+
+/// What a failure to connect to Kafka may take: the 3 s timeout and process start-up.
+const KAFKA_FAILS_WITHIN: Duration = Duration::from_secs(3 + 5);
+
 #[test]
 fn scram_logins_from_env_file_and_properties_produce_and_the_pipeline_equals_the_oracle() {
     let brokers = server_env("WEIR_TEST_KAFKA_SASL");
@@ -204,49 +223,25 @@ fn a_wrong_kafka_password_fails_with_one_clear_line_within_the_connect_timeout()
         "SASL authentication error",
         "check --kafka-sasl-username, the password",
     ];
-    let limit = Duration::from_secs(3 + 5);
+    let limit = KAFKA_FAILS_WITHIN;
 
-    let mut produce = weir();
+    let mut produce = produce_a_few(&brokers, &unique("users_wrong"));
     produce
-        .args([
-            "produce",
-            "--brokers",
-            &brokers,
-            "--synthetic",
-            "--count",
-            "5",
-        ])
-        .args(["--kafka-timeout", "3s", "--partitions", "1"])
+        .args(["--partitions", "1"])
         .args(sasl_flags(&user))
         .args(["--kafka-security-protocol", "sasl_plaintext"])
         .env("WEIR_KAFKA_SASL_PASSWORD", wrong);
     fails_with_one_line(produce, limit, &needles, &secrets);
 
-    let mut run = weir();
-    run.args([
-        "--brokers",
-        &brokers,
-        "--until",
-        "end",
-        "--connect-timeout",
-        "3s",
-    ])
-    .args(sasl_flags(&user))
-    .args(["--kafka-security-protocol", "sasl_plaintext"])
-    .args(["--kafka-sasl-password", wrong]);
+    let mut run = run_to_the_end(&brokers);
+    run.args(sasl_flags(&user))
+        .args(["--kafka-security-protocol", "sasl_plaintext"])
+        .args(["--kafka-sasl-password", wrong]);
     fails_with_one_line(run, limit, &needles, &secrets);
 
     // No login at all against a broker that requires one.
-    let mut run = weir();
-    run.args([
-        "--brokers",
-        &brokers,
-        "--until",
-        "end",
-        "--connect-timeout",
-        "3s",
-    ])
-    .args(["--kafka-config", "broker.address.family=v4"]);
+    let mut run = run_to_the_end(&brokers);
+    run.args(["--kafka-config", "broker.address.family=v4"]);
     fails_with_one_line(run, limit, &["cannot reach the brokers"], &[]);
 }
 
@@ -270,22 +265,13 @@ fn sasl_over_tls_works_with_the_ca_and_fails_clearly_without_it() {
     pipeline_equals_the_oracle(&brokers, &topic, &g, run);
 
     // Without the CA the system's CA bundle is used, which does not know the test CA.
-    let mut produce = weir();
+    let mut produce = produce_a_few(&brokers, &topic);
     produce
-        .args([
-            "produce",
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--synthetic",
-        ])
-        .args(["--count", "5", "--kafka-timeout", "3s"])
         .args(sasl_flags(&user))
         .env("WEIR_KAFKA_SASL_PASSWORD", &user.password);
     fails_with_one_line(
         produce,
-        Duration::from_secs(3 + 5),
+        KAFKA_FAILS_WITHIN,
         &["certificate verify failed", "check --kafka-tls-ca"],
         &[&user.password],
     );
@@ -298,29 +284,14 @@ fn a_client_certificate_is_presented_and_checked() {
     let ca = tls_file("ca.pem").display().to_string();
     let topic = unique("users_mtls");
     let produce = |cert: &Path, key: &Path, create: bool| {
-        let mut cmd = weir();
-        cmd.args([
-            "produce",
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--synthetic",
-        ])
-        .args([
-            "--count",
-            "20",
-            "--kafka-timeout",
-            "3s",
-            "--kafka-tls-ca",
-            &ca,
-        ])
-        .args(sasl_flags(&user))
-        .arg("--kafka-tls-cert")
-        .arg(cert)
-        .arg("--kafka-tls-key")
-        .arg(key)
-        .env("WEIR_KAFKA_SASL_PASSWORD", &user.password);
+        let mut cmd = produce_a_few(&brokers, &topic);
+        cmd.args(["--kafka-tls-ca", &ca])
+            .args(sasl_flags(&user))
+            .arg("--kafka-tls-cert")
+            .arg(cert)
+            .arg("--kafka-tls-key")
+            .arg(key)
+            .env("WEIR_KAFKA_SASL_PASSWORD", &user.password);
         if create {
             cmd.args(["--partitions", "1"]);
         }
@@ -338,7 +309,7 @@ fn a_client_certificate_is_presented_and_checked() {
     let (cert, key) = other_ca_client_certificate(&other);
     fails_with_one_line(
         produce(&cert, &key, false),
-        Duration::from_secs(3 + 5),
+        KAFKA_FAILS_WITHIN,
         &["the client said:", "alert"],
         &[&user.password],
     );
