@@ -37,7 +37,10 @@ fn main() {
         brokers: brokers.clone(),
         topic: topic.clone(),
         group: "weir-bench-raw".into(),
-        settings: vec![("broker.address.family".into(), "v4".into())],
+        settings: weir::security::KafkaSettings::new(vec![(
+            "broker.address.family".into(),
+            "v4".into(),
+        )]),
         until_end: true,
         until_offset: None,
         timeout: Duration::from_secs(10),
