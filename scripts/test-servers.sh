@@ -57,7 +57,7 @@ random_password() {
 
 # Starts tansu in $run_dir/NAME (it resolves the sqlite path against its working directory; an
 # absolute URL is mangled), listening on PORT and advertising ADVERTISED_PORT; sets tansu_pid.
-start_tansu() { # name port advertised_port [broker flags...]
+start_test_tansu() { # name port advertised_port [broker flags...]
     local dir="$run_dir/$1" port="$2" advertised="$3"
     shift 3
     mkdir -p "$dir"
@@ -81,8 +81,8 @@ wait_for_tansu() { # port
 # A tansu that requires SASL logins, with the users of $kafka_users. An authenticated broker
 # refuses `tansu user create` (it cannot log in), so the users are created by the same broker
 # started once without --authentication on the same data directory.
-start_sasl_tansu() { # name port advertised_port
-    start_tansu "$1" "$2" "$2"
+start_sasl_test_tansu() { # name port advertised_port
+    start_test_tansu "$1" "$2" "$2"
     wait_for_tansu "$2"
     local user name password mechanism
     for user in $kafka_users; do
@@ -92,7 +92,7 @@ start_sasl_tansu() { # name port advertised_port
     done
     kill "$tansu_pid"
     wait "$tansu_pid" 2>/dev/null || true
-    start_tansu "$1" "$2" "$3" --authentication
+    start_test_tansu "$1" "$2" "$3" --authentication
     wait_for_port 127.0.0.1 "$2" tansu
 }
 
@@ -116,16 +116,16 @@ cassandra_user=weir
 cassandra_password="$(random_password)"
 
 kafka_port="$(free_port)"
-start_tansu kafka "$kafka_port" "$kafka_port"
+start_test_tansu kafka "$kafka_port" "$kafka_port"
 wait_for_tansu "$kafka_port"
 
 sasl_port="$(free_port)"
-start_sasl_tansu kafka_sasl "$sasl_port" "$sasl_port"
+start_sasl_test_tansu kafka_sasl "$sasl_port" "$sasl_port"
 
 # The TLS broker advertises the proxy's port, so every client connection goes through TLS.
 tls_backend_port="$(free_port)"
 tls_port="$(free_port)"
-start_sasl_tansu kafka_tls "$tls_backend_port" "$tls_port"
+start_sasl_test_tansu kafka_tls "$tls_backend_port" "$tls_port"
 "$testbed/tls-proxy" --listen "127.0.0.1:$tls_port" --to "127.0.0.1:$tls_backend_port" \
     --tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key" \
     --client-ca "$tls_dir/ca.pem" >"$run_dir/tls-proxy.log" 2>&1 &
