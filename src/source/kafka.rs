@@ -68,7 +68,8 @@ impl KafkaConfig {
     }
 }
 
-/// Keeps the high watermarks that librdkafka's statistics report.
+/// Keeps the high watermarks that librdkafka's statistics report (for the lag metric) and the
+/// client's last errors (quoted when connecting fails, e.g. a refused login).
 #[derive(Default)]
 pub struct WatermarkContext {
     topic: String,
