@@ -102,12 +102,17 @@ impl Store for SqliteStore {
                 .prepare_cached(insert)
                 .map_err(|e| sqlite_error(&self.path, e))?;
         }
+        let keys: Vec<usize> = tables
+            .tables
+            .iter()
+            .map(|t| t.primary_key().next().unwrap_or(0))
+            .collect();
         let (sender, receiver) = mpsc::channel::<Job>();
         let path = self.path.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                if let Err(e) = write_loop(connection, &inserts, receiver) {
+                if let Err(e) = write_loop(connection, &inserts, &keys, receiver) {
                     crate::runtime::fatal(&sqlite_error(&path, e));
                 }
             })
@@ -170,9 +175,16 @@ impl Store for SqliteStore {
     }
 }
 
+/// Applies whatever writes have queued up in one transaction, then acknowledges them.
+///
+/// Within a transaction each table's rows are upserted in primary-key order (a stable sort on
+/// the first key column, so two versions of one row keep their order and the last one wins,
+/// as it would unsorted): with random uuid keys, neighbouring inserts then touch neighbouring
+/// index pages.
 fn write_loop(
     mut connection: Connection,
     inserts: &[String],
+    keys: &[usize],
     jobs: mpsc::Receiver<Job>,
 ) -> rusqlite::Result<()> {
     while let Ok(first) = jobs.recv() {
@@ -183,14 +195,20 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        let mut by_table: Vec<Vec<&Vec<Cell>>> = vec![Vec::new(); inserts.len()];
+        for job in &batch {
+            by_table[job.table].extend(&job.rows);
+        }
         let transaction = connection.transaction()?;
-        for (i, job) in batch.iter().enumerate() {
-            let mut statement = transaction.prepare_cached(&inserts[job.table])?;
-            for row in &job.rows {
+        for (table, rows) in by_table.iter_mut().enumerate() {
+            let key = keys[table];
+            rows.sort_by(|a, b| key_order(&a[key], &b[key]));
+            let mut statement = transaction.prepare_cached(&inserts[table])?;
+            for (i, row) in rows.iter().enumerate() {
                 statement.execute(params_from_iter(row.iter()))?;
-            }
-            if i == batch.len() / 2 {
-                crate::failpoint::hit("sink.mid_batch");
+                if table == TableSet::ROWS && i == rows.len() / 2 {
+                    crate::failpoint::hit("sink.mid_batch");
+                }
             }
         }
         transaction.commit()?;
@@ -200,6 +218,17 @@ fn write_loop(
         }
     }
     Ok(())
+}
+
+/// The order SQLite's index keeps: uuids as canonical text sort as their 128 bits.
+fn key_order(a: &Cell, b: &Cell) -> std::cmp::Ordering {
+    match (a, b) {
+        (Cell::Uuid(a), Cell::Uuid(b)) => a.cmp(b),
+        (Cell::Text(a), Cell::Text(b)) => a.cmp(b),
+        (Cell::Bigint(a) | Cell::Timestamp(a), Cell::Bigint(b) | Cell::Timestamp(b)) => a.cmp(b),
+        (Cell::Int(a), Cell::Int(b)) => a.cmp(b),
+        _ => std::cmp::Ordering::Equal,
+    }
 }
 
 impl ToSql for Cell {
