@@ -10,8 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${COUNT:-500000}"
 data="${BENCH_DIR:-${TMPDIR:-/tmp}/weir-bench}/users-$count"
-# shellcheck source=scripts/test-servers.sh
-source scripts/test-servers.sh
+# The CQL test server: the running one when scripts/test.sh started it, else our own.
+if [ -z "${WEIR_TEST_CASSANDRA:-}" ]; then
+    # shellcheck source=scripts/test-servers.sh
+    source scripts/test-servers.sh
+fi
 cargo build --release --locked --quiet --bin weir
 weir=target/release/weir
 if [ ! -d "$data" ]; then

@@ -23,6 +23,10 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 bash scripts/validate-deploy.sh   # docker-compose.yaml, Dockerfile, deploy/: offline
 cargo test --locked "$@"
-# Benchmarks still build and run (a smoke run, not a measurement).
+# Benchmarks still build and run (smoke runs on small inputs, not measurements).
 cargo test --locked --bench kernels
-COUNT=20000 bash scripts/bench.sh
+COUNT=20000 RUNS=1 bash scripts/bench.sh
+COUNTS=20000 bash scripts/bench-memory.sh
+RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
+COUNT=5000 bash scripts/bench-kafka.sh
+COUNT=5000 bash scripts/bench-cassandra.sh
