@@ -10,22 +10,13 @@ use common::*;
 
 #[test]
 fn twenty_kills_at_failpoints_and_random_moments_leave_the_oracle_tables() {
-    let dir = temp_dir("crash_sqlite");
-    let dataflow = small_windows_dataflow(&dir);
-    let spec = spec(dataflow.to_str().unwrap());
-    let g = generator(21, 4, 48_000, 1500.0);
-    let expected = oracle(&spec, &generated(&g));
+    let SqliteRun {
+        spec,
+        expected,
+        db,
+        mut args,
+    } = sqlite_run("crash_sqlite", &generator(21, 4, 48_000, 1500.0));
     assert_interesting(&expected, &spec);
-    let db = dir.join("crash.db");
-    let mut args = generator_args(&g);
-    args.extend([
-        "-w".into(),
-        "2".into(),
-        "--dataflow".into(),
-        dataflow.display().to_string(),
-        "--sqlite".into(),
-        db.display().to_string(),
-    ]);
     args.extend(["--progress-interval".into(), "20ms".into()]);
     let ranges = KillRanges {
         parse: 1..1500,
@@ -45,21 +36,12 @@ fn twenty_kills_at_failpoints_and_random_moments_leave_the_oracle_tables() {
 
 #[test]
 fn sigterm_stops_cleanly_and_a_restart_completes_exactly() {
-    let dir = temp_dir("sigterm");
-    let dataflow = small_windows_dataflow(&dir);
-    let spec = spec(dataflow.to_str().unwrap());
-    let g = generator(22, 4, 12_000, 3000.0);
-    let expected = oracle(&spec, &generated(&g));
-    let db = dir.join("term.db");
-    let mut args = generator_args(&g);
-    args.extend([
-        "-w".into(),
-        "2".into(),
-        "--dataflow".into(),
-        dataflow.display().to_string(),
-        "--sqlite".into(),
-        db.display().to_string(),
-    ]);
+    let SqliteRun {
+        spec,
+        expected,
+        db,
+        args,
+    } = sqlite_run("sigterm", &generator(22, 4, 12_000, 3000.0));
     let mut cmd = weir();
     let child = cmd
         .args(&args)

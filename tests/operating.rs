@@ -243,21 +243,12 @@ fn metrics_count_what_was_read_and_logs_are_json_lifecycle_lines() {
 
 #[test]
 fn a_second_signal_exits_at_once_and_a_restart_is_still_exact() {
-    let dir = temp_dir("second_signal");
-    let dataflow = small_windows_dataflow(&dir);
-    let spec = spec(dataflow.to_str().unwrap());
-    let g = generator(31, 4, 16_000, 4000.0);
-    let expected = oracle(&spec, &generated(&g));
-    let db = dir.join("weir.db");
-    let mut args = generator_args(&g);
-    args.extend([
-        "-w".into(),
-        "2".into(),
-        "--dataflow".into(),
-        dataflow.display().to_string(),
-        "--sqlite".into(),
-        db.display().to_string(),
-    ]);
+    let SqliteRun {
+        spec,
+        expected,
+        db,
+        args,
+    } = sqlite_run("second_signal", &generator(31, 4, 16_000, 4000.0));
     let child = weir()
         .args(&args)
         // The first signal's clean stop waits up to this long for open writes; the second

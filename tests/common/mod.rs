@@ -685,3 +685,40 @@ pub struct KillRanges {
     pub progress: std::ops::Range<u64>,
     pub random_ms: std::ops::Range<u64>,
 }
+
+/// A generated data set through the small-windows dataflow into SQLite at `-w 2`: what the
+/// crash and signal tests run.
+pub struct SqliteRun {
+    /// The dataflow.
+    pub spec: DataflowSpec,
+    /// The oracle's tables for the data set.
+    pub expected: Tables,
+    /// The database file.
+    pub db: PathBuf,
+    /// `weir`'s arguments.
+    pub args: Vec<String>,
+}
+
+/// Prepares a [`SqliteRun`] of `g` in a fresh directory named after `name`.
+pub fn sqlite_run(name: &str, g: &GeneratorConfig) -> SqliteRun {
+    let dir = temp_dir(name);
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    let expected = oracle(&spec, &generated(g));
+    let db = dir.join("weir.db");
+    let mut args = generator_args(g);
+    args.extend([
+        "-w".into(),
+        "2".into(),
+        "--dataflow".into(),
+        dataflow.display().to_string(),
+        "--sqlite".into(),
+        db.display().to_string(),
+    ]);
+    SqliteRun {
+        spec,
+        expected,
+        db,
+        args,
+    }
+}
