@@ -25,12 +25,9 @@ fn main() {
         eprintln!("usage: cargo bench --bench ceiling -- DIR THREADS");
         std::process::exit(2);
     };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("read the input directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
+    // The same files, in the same order, as Weir's file source reads.
+    let files = weir::source::file::partition_files(std::path::Path::new(dir))
+        .unwrap_or_else(|e| panic!("{e}"));
     let started = std::time::Instant::now();
     let totals: Vec<(u64, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)

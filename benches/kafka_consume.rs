@@ -123,12 +123,9 @@ fn produce(args: &[String]) {
         eprintln!("usage: cargo bench --bench kafka_consume -- produce BROKERS TOPIC DIR");
         std::process::exit(2);
     };
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("read the input directory")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
+    // Partition p gets the file Weir's file source reads as partition p.
+    let files = weir::source::file::partition_files(std::path::Path::new(dir))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)

@@ -424,11 +424,6 @@ impl PartitionMeters {
             stats.late.fetch_add(late, Relaxed);
         }
     }
-
-    /// Messages read so far (flushed).
-    pub fn records(&self) -> u64 {
-        self.records.get()
-    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ use crate::schema::{truncate_payload, Record, Schema};
 use crate::spec::DataflowSpec;
 use crate::status::{RejectEvent, RECENT};
 use crate::time::PartitionClock;
+use rustc_hash::FxHashMap;
 
 /// Where a partition starts when no progress is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +204,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         let mut capabilities = Some(capabilities);
         let mut last_discovery: Option<Instant> = None;
         let mut owned_any = false;
-        let mut meters: HashMap<i32, PartitionMeters> = HashMap::new();
+        let mut meters: FxHashMap<i32, PartitionMeters> = FxHashMap::default();
         let mut recent_rejects: Vec<RejectEvent> = Vec::new();
         move |_frontiers| {
             let Some(caps) = capabilities.as_mut() else { return };
@@ -268,8 +269,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                         let retire = match schema.parse(message.payload, message.timestamp) {
                             Ok(parsed) if ledger.clock.observe(parsed.event_time) => {
                                 meter.late();
-                                let reason = format!("event time {} is below its partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark));
-                                note_reject(&mut recent_rejects, "late", &message, reason);
+                                note_reject(&mut recent_rejects, "late", &message, || format!("event time {} is below its partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark)));
                                 rejects_session.give(Reject {
                                     partition: message.partition,
                                     offset: message.offset,
@@ -295,7 +295,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                             }
                             Err(reason) => {
                                 meter.dead_letter();
-                                note_reject(&mut recent_rejects, "dead letter", &message, reason.clone());
+                                note_reject(&mut recent_rejects, "dead letter", &message, || reason.clone());
                                 rejects_session.give(Reject {
                                     partition: message.partition,
                                     offset: message.offset,
@@ -357,15 +357,16 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
     }
 }
 
-/// Keeps the batch's last [`RECENT`] rejects for the status page.
+/// Keeps the batch's first [`RECENT`] rejects for the status page; the rest of a batch (a
+/// flood of bad records) costs nothing here.
 fn note_reject(
     recent: &mut Vec<RejectEvent>,
     kind: &'static str,
     message: &Message<'_>,
-    reason: String,
+    reason: impl FnOnce() -> String,
 ) {
     if recent.len() == RECENT {
-        recent.remove(0);
+        return;
     }
     let preview = &message.payload[..message.payload.len().min(120)];
     recent.push(RejectEvent {
@@ -373,7 +374,7 @@ fn note_reject(
         kind,
         partition: message.partition,
         offset: message.offset,
-        reason,
+        reason: reason(),
         payload: String::from_utf8_lossy(preview).into_owned(),
     });
 }
