@@ -4,6 +4,7 @@
 //! the wrong type, an event time before 1970) is never an error of the pipeline: it becomes a
 //! dead letter with its reason, partition and offset.
 
+use compact_str::{format_compact, CompactString, ToCompactString};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -21,8 +22,8 @@ pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 4096;
 pub enum Value {
     /// Absent or JSON null (optional fields only).
     Null,
-    /// Text.
-    Text(String),
+    /// Text (up to 24 bytes inline).
+    Text(CompactString),
     /// A UUID, as its 128 bits.
     Uuid(u128),
     /// An integer.
@@ -37,15 +38,15 @@ pub enum Value {
 
 impl Value {
     /// The value as a dimension label: text as is, numbers in decimal, null as `null`.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> CompactString {
         match self {
-            Value::Null => "null".into(),
+            Value::Null => CompactString::const_new("null"),
             Value::Text(s) => s.clone(),
-            Value::Uuid(u) => uuid::Uuid::from_u128(*u).to_string(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Timestamp(t) => t.to_string(),
+            Value::Uuid(u) => uuid::Uuid::from_u128(*u).to_compact_string(),
+            Value::Int(i) => i.to_compact_string(),
+            Value::Float(f) => f.to_compact_string(),
+            Value::Bool(b) => b.to_compact_string(),
+            Value::Timestamp(t) => t.to_compact_string(),
         }
     }
 
@@ -118,6 +119,8 @@ pub struct Schema {
     max_record_bytes: usize,
     /// The fields' JSON paths as a trie, walked once per message.
     paths: PathNode,
+    /// Each field's type, in schema order.
+    types: Vec<FieldType>,
 }
 
 impl Schema {
@@ -142,6 +145,7 @@ impl Schema {
             spec: spec.clone(),
             max_record_bytes,
             paths,
+            types: spec.fields.iter().map(|f| f.ty).collect(),
         }
     }
 
@@ -156,12 +160,15 @@ impl Schema {
         }
         let text = std::str::from_utf8(payload)
             .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-        let mut found: Vec<Option<Scalar<'_>>> = vec![None; self.spec.fields.len()];
+        let mut values = vec![Value::Null; self.spec.fields.len()];
+        let mut wrong = Vec::new();
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut not_object = false;
         ObjectSeed {
             node: &self.paths,
-            found: &mut found,
+            types: &self.types,
+            values: &mut values,
+            wrong: &mut wrong,
             not_object: Some(&mut not_object),
         }
         .deserialize(&mut deserializer)
@@ -173,23 +180,19 @@ impl Schema {
                 format!("malformed JSON: {e}")
             }
         })?;
-        let mut values = Vec::with_capacity(self.spec.fields.len());
-        for (field, scalar) in self.spec.fields.iter().zip(found) {
-            let value = match scalar {
-                None | Some(Scalar::Null) if field.required => {
-                    return Err(format!("missing required field {:?}", field.name));
-                }
-                None | Some(Scalar::Null) => Value::Null,
-                Some(scalar) => convert(&scalar, field.ty).ok_or_else(|| {
-                    format!(
-                        "field {:?}: expected {}, found {}",
-                        field.name,
-                        field.ty.cql(),
-                        describe(&scalar)
-                    )
-                })?,
-            };
-            values.push(value);
+        // The first bad field in schema order: a value of the wrong type, or a required field
+        // missing or null.
+        for (f, (field, value)) in self.spec.fields.iter().zip(&values).enumerate() {
+            if let Some((_, found)) = wrong.iter().find(|(w, _)| *w == f) {
+                return Err(format!(
+                    "field {:?}: expected {}, found {found}",
+                    field.name,
+                    field.ty.cql(),
+                ));
+            }
+            if field.required && *value == Value::Null {
+                return Err(format!("missing required field {:?}", field.name));
+            }
         }
         let event_time = match self.spec.event_time {
             EventTime::Field(i) => match values[i] {
@@ -210,7 +213,7 @@ impl Schema {
         let key = match &values[self.spec.key] {
             Value::Uuid(u) => Key::Uuid(*u),
             Value::Int(i) => Key::Int(*i),
-            Value::Text(s) => Key::Text(s.clone()),
+            Value::Text(s) => Key::Text(s.to_string()),
             _ => {
                 return Err(format!(
                     "missing required field {:?}",
@@ -295,48 +298,110 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
     }
 }
 
-/// Walks one JSON object, keeping the values of the wanted paths and skipping the rest
-/// without building anything.
-struct ObjectSeed<'s, 'de> {
+/// An object key, borrowed from the message unless it has escapes. (serde's own `Cow<str>`
+/// always copies: one allocation per key.)
+struct JsonKey<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for JsonKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<JsonKey<'de>, E> {
+                Ok(JsonKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<JsonKey<'de>, E> {
+                Ok(JsonKey(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Walks one JSON object, converting the values of the wanted paths to their fields' types
+/// as it goes and skipping the rest without building anything.
+struct ObjectSeed<'s> {
     node: &'s PathNode,
-    found: &'s mut Vec<Option<Scalar<'de>>>,
+    types: &'s [FieldType],
+    /// Per field, in schema order: its value (null until found).
+    values: &'s mut [Value],
+    /// Fields whose value has the wrong type, with a description of what was found.
+    wrong: &'s mut Vec<(usize, String)>,
     /// Set when the top level is not an object (None below the top).
     not_object: Option<&'s mut bool>,
 }
 
-impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, 'de> {
+impl ObjectSeed<'_> {
+    fn set(&mut self, field: usize, value: Result<Value, String>) {
+        if !self.wrong.is_empty() {
+            self.wrong.retain(|(f, _)| *f != field);
+        }
+        match value {
+            Ok(value) => self.values[field] = value,
+            Err(found) => {
+                self.values[field] = Value::Null;
+                self.wrong.push((field, found));
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let Some((_, child)) = self.node.children.iter().find(|(k, _)| *k == key) else {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let children = &self.node.children;
+        // Producers write keys in one order, so the wanted key after the last match is usually
+        // the next one: one comparison per key instead of a scan.
+        let mut next = 0;
+        while let Some(JsonKey(key)) = map.next_key::<JsonKey<'de>>()? {
+            let at = match children.get(next) {
+                Some((k, _)) if *k == key => Some(next),
+                _ => children.iter().position(|(k, _)| *k == key),
+            };
+            let Some(at) = at else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if child.children.is_empty() {
-                let scalar: Scalar<'de> = map.next_value()?;
-                for f in &child.fields {
-                    self.found[*f] = Some(scalar.clone());
+            next = at + 1;
+            let child = &children[at].1;
+            match (child.children.is_empty(), child.fields.as_slice()) {
+                // The usual case: one field at this path, converted straight from the JSON.
+                (true, &[f]) => {
+                    let value = map.next_value_seed(ValueSeed(self.types[f]))?;
+                    self.set(f, value);
                 }
-            } else {
-                // A nested object; a field ending here too would see it as an object.
-                for f in &child.fields {
-                    self.found[*f] = Some(Scalar::Object);
+                (true, fields) => {
+                    let scalar: Scalar<'de> = map.next_value()?;
+                    for f in fields {
+                        self.set(*f, convert_or_describe(&scalar, self.types[*f]));
+                    }
                 }
-                map.next_value_seed(ObjectSeed {
-                    node: child,
-                    found: &mut *self.found,
-                    not_object: None,
-                })?;
+                (false, fields) => {
+                    // A nested object; a field ending here too would see it as an object.
+                    for f in fields {
+                        self.set(*f, Err(describe(&Scalar::Object)));
+                    }
+                    map.next_value_seed(ObjectSeed {
+                        node: child,
+                        types: self.types,
+                        values: &mut *self.values,
+                        wrong: &mut *self.wrong,
+                        not_object: None,
+                    })?;
+                }
             }
         }
         Ok(())
@@ -366,7 +431,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
     }
 }
 
-impl ObjectSeed<'_, '_> {
+impl ObjectSeed<'_> {
     fn not_an_object<E: serde::de::Error>(self) -> Result<(), E> {
         match self.not_object {
             Some(flag) => {
@@ -378,16 +443,71 @@ impl ObjectSeed<'_, '_> {
     }
 }
 
+/// One field's value, converted to the field's type as the JSON is read; `Err` describes a
+/// value of the wrong type (not an error of the walk: the message is still read to its end).
+struct ValueSeed(FieldType);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Result<Value, String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Result<Value, String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(convert_or_describe(&Scalar::Bool(v), self.0))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(convert_or_describe(&Scalar::I64(v), self.0))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(convert_or_describe(&Scalar::U64(v), self.0))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(convert_or_describe(&Scalar::F64(v), self.0))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(convert_or_describe(&Scalar::Str(Cow::Borrowed(v)), self.0))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(describe(&Scalar::Array)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err(describe(&Scalar::Object)))
+    }
+}
+
+/// A scalar as a value of type `ty` (null stays null), or a description of what it is.
+fn convert_or_describe(scalar: &Scalar<'_>, ty: FieldType) -> Result<Value, String> {
+    match scalar {
+        Scalar::Null => Ok(Value::Null),
+        scalar => convert(scalar, ty).ok_or_else(|| describe(scalar)),
+    }
+}
+
 fn convert(scalar: &Scalar<'_>, ty: FieldType) -> Option<Value> {
     match (ty, scalar) {
-        (FieldType::Text, Scalar::Str(s)) => Some(Value::Text(s.to_string())),
+        (FieldType::Text, Scalar::Str(s)) => Some(Value::Text(CompactString::new(s))),
         // The randomuser API returns some postcodes as numbers; the tutorial stores text.
-        (FieldType::Text, Scalar::I64(n)) => Some(Value::Text(n.to_string())),
-        (FieldType::Text, Scalar::U64(n)) => Some(Value::Text(n.to_string())),
+        (FieldType::Text, Scalar::I64(n)) => Some(Value::Text(n.to_compact_string())),
+        (FieldType::Text, Scalar::U64(n)) => Some(Value::Text(n.to_compact_string())),
         (FieldType::Text, Scalar::F64(f)) => {
-            serde_json::Number::from_f64(*f).map(|n| Value::Text(n.to_string()))
+            serde_json::Number::from_f64(*f).map(|n| Value::Text(format_compact!("{n}")))
         }
-        (FieldType::Text, Scalar::Bool(b)) => Some(Value::Text(b.to_string())),
+        (FieldType::Text, Scalar::Bool(b)) => Some(Value::Text(b.to_compact_string())),
         (FieldType::Uuid, Scalar::Str(s)) => uuid::Uuid::parse_str(s)
             .ok()
             .map(|u| Value::Uuid(u.as_u128())),
@@ -460,6 +580,25 @@ mod tests {
             "numeric postcodes become text"
         );
         assert!(matches!(p.key, Key::Uuid(_)));
+    }
+
+    #[test]
+    fn keys_in_any_order_and_escaped() {
+        let s = users();
+        let expected = s.parse(GOOD.as_bytes(), None).unwrap();
+        // serde_json's map sorts keys: the same user with its keys in another order.
+        let sorted = serde_json::from_str::<serde_json::Value>(GOOD)
+            .unwrap()
+            .to_string();
+        assert_eq!(s.parse(sorted.as_bytes(), None).unwrap(), expected);
+        let escaped = GOOD.replace("\"gender\":", "\"g\\u0065nder\":");
+        assert_eq!(s.parse(escaped.as_bytes(), None).unwrap(), expected);
+        // A later duplicate key wins, also over an earlier value of the wrong type.
+        let twice = GOOD.replace(
+            "\"gender\":\"female\"",
+            "\"gender\":[1],\"gender\":\"female\"",
+        );
+        assert_eq!(s.parse(twice.as_bytes(), None).unwrap(), expected);
     }
 
     #[test]

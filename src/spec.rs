@@ -94,6 +94,14 @@ impl AggregateFn {
             _ => "double",
         }
     }
+
+    /// The numeric field it reads (sum, min and max), if any.
+    pub fn field(&self) -> Option<usize> {
+        match self {
+            AggregateFn::Sum(f) | AggregateFn::Min(f) | AggregateFn::Max(f) => Some(*f),
+            AggregateFn::Count | AggregateFn::CountDistinct => None,
+        }
+    }
 }
 
 /// A named aggregate.

@@ -19,8 +19,10 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -36,9 +38,10 @@ pub struct Observation {
     pub event_time: u64,
     /// The key.
     pub key: Key,
-    /// One label per dimension.
-    pub labels: Vec<String>,
-    /// One number per aggregate (for sum, min and max; `None` otherwise or when absent).
+    /// One label per dimension (short labels inline: no allocation).
+    pub labels: SmallVec<[CompactString; 2]>,
+    /// One number per aggregate (for sum, min and max; `None` otherwise or when absent), or
+    /// empty when no aggregate needs numbers.
     pub numbers: Vec<Option<f64>>,
 }
 
@@ -174,8 +177,8 @@ pub struct PartialAggregator {
     spec: DataflowSpec,
     suppress_below: u64,
     /// Per dimension: label -> id, and id -> label.
-    label_ids: Vec<FxHashMap<String, u32>>,
-    labels: Vec<Vec<String>>,
+    label_ids: Vec<FxHashMap<CompactString, u32>>,
+    labels: Vec<Vec<CompactString>>,
     /// Window end -> [window][dimension][label id] -> accumulators.
     open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
     /// Key -> (event time, label ids) of its occurrences in open windows.
@@ -299,7 +302,7 @@ impl PartialAggregator {
                             _ => acc,
                         })
                         .collect();
-                    let value = self.labels[d][id].clone();
+                    let value = self.labels[d][id].to_string();
                     give(Partial {
                         window: w as u16,
                         end,
@@ -348,16 +351,14 @@ pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
             .iter()
             .map(|d| record.values[*d].label())
             .collect(),
-        numbers: spec
-            .aggregates
-            .iter()
-            .map(|a| match a.function {
-                AggregateFn::Sum(f) | AggregateFn::Min(f) | AggregateFn::Max(f) => {
-                    record.values[f].number()
-                }
-                _ => None,
-            })
-            .collect(),
+        numbers: if spec.aggregates.iter().any(|a| a.function.field().is_some()) {
+            spec.aggregates
+                .iter()
+                .map(|a| a.function.field().and_then(|f| record.values[f].number()))
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

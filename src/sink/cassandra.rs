@@ -369,7 +369,7 @@ fn connect_hint(error: &str, config: &CassandraConfig) -> &'static str {
 fn cql_value(cell: Cell) -> Option<CqlValue> {
     Some(match cell {
         Cell::Null => return None,
-        Cell::Text(s) => CqlValue::Text(s),
+        Cell::Text(s) => CqlValue::Text(s.into_string()),
         Cell::Int(i) => CqlValue::Int(i),
         Cell::Bigint(i) => CqlValue::BigInt(i),
         Cell::Double(f) => CqlValue::Double(f),

@@ -13,6 +13,8 @@
 //! windows (1,440 one-minute windows). All rows are upserts keyed by content, so writing one
 //! twice is the same as writing it once.
 
+use compact_str::CompactString;
+
 use crate::operators::window::{AggregateValue, WindowResult};
 use crate::progress::PartitionProgress;
 use crate::schema::{Record, Value};
@@ -85,7 +87,7 @@ pub enum Cell {
     /// null
     Null,
     /// text
-    Text(String),
+    Text(CompactString),
     /// int
     Int(i32),
     /// bigint
@@ -344,13 +346,13 @@ impl TableSet {
     /// A reject's row; `true` for a dead letter, `false` for a late record.
     pub fn reject_cells(&self, reject: &Reject) -> (bool, Vec<Cell>) {
         let mut cells = vec![
-            Cell::Text(self.spec.topic.clone()),
+            Cell::Text(self.spec.topic.as_str().into()),
             Cell::Int(reject.partition),
             Cell::Bigint(reject.offset),
         ];
         let dead = match &reject.kind {
             RejectKind::DeadLetter { reason } => {
-                cells.push(Cell::Text(reason.clone()));
+                cells.push(Cell::Text(reason.as_str().into()));
                 true
             }
             RejectKind::Late {
@@ -373,12 +375,13 @@ impl TableSet {
 
     fn names(&self, w: &WindowResult) -> (Cell, Cell, Cell) {
         (
-            Cell::Text(self.spec.name.clone()),
-            Cell::Text(self.spec.windows[w.window as usize].name.clone()),
+            Cell::Text(self.spec.name.as_str().into()),
+            Cell::Text(self.spec.windows[w.window as usize].name.as_str().into()),
             Cell::Text(
                 self.spec.fields[self.spec.dimensions[w.dimension as usize]]
                     .name
-                    .clone(),
+                    .as_str()
+                    .into(),
             ),
         )
     }
@@ -390,8 +393,8 @@ impl TableSet {
             dataflow,
             window,
             dimension,
-            Cell::Text(w.value.clone()),
-            Cell::Text(crate::time::day(w.start)),
+            Cell::Text(w.value.as_str().into()),
+            Cell::Text(crate::time::day(w.start).into()),
             Cell::Timestamp(w.start as i64),
             Cell::Timestamp(w.end as i64),
         ];
@@ -407,7 +410,7 @@ impl TableSet {
             window,
             dimension,
             Cell::Timestamp(w.start as i64),
-            Cell::Text(w.value.clone()),
+            Cell::Text(w.value.as_str().into()),
             Cell::Timestamp(w.end as i64),
         ];
         cells.extend(w.aggregates.iter().map(aggregate_cell));
@@ -417,8 +420,8 @@ impl TableSet {
     /// A progress record's row.
     pub fn progress_cells(&self, source: &str, p: &PartitionProgress) -> Vec<Cell> {
         vec![
-            Cell::Text(self.spec.name.clone()),
-            Cell::Text(source.to_string()),
+            Cell::Text(self.spec.name.as_str().into()),
+            Cell::Text(source.into()),
             Cell::Int(p.partition),
             Cell::Bigint(p.resume_offset),
             Cell::Bigint(p.watermark.min(i64::MAX as u64) as i64),

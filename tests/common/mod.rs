@@ -175,7 +175,7 @@ pub fn oracle(spec: &DataflowSpec, data: &Dataset) -> Tables {
                         loop {
                             if p.event_time < start + size {
                                 for (d, field) in spec.dimensions.iter().enumerate() {
-                                    let label = p.values[*field].label();
+                                    let label = p.values[*field].label().into_string();
                                     let acc =
                                         windows.entry((w, start, d, label)).or_insert_with(|| {
                                             (
@@ -266,7 +266,7 @@ fn hex(bytes: &[u8]) -> String {
 pub fn render_cell(cell: &Cell) -> String {
     match cell {
         Cell::Null => "null".into(),
-        Cell::Text(s) => s.clone(),
+        Cell::Text(s) => s.to_string(),
         Cell::Int(i) => i.to_string(),
         Cell::Bigint(i) | Cell::Timestamp(i) => i.to_string(),
         Cell::Double(f) => f.to_string(),
@@ -588,7 +588,7 @@ fn produce_with(topic: &str, data: &Dataset, create: bool) {
 
 /// Labels for `Value` in test messages.
 pub fn label(v: &Value) -> String {
-    v.label()
+    v.label().into_string()
 }
 
 /// The users dataflow with second-sized windows, so that progress advances during a short
