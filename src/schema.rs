@@ -160,7 +160,9 @@ impl Schema {
         }
         let text = std::str::from_utf8(payload)
             .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-        let mut values = vec![Value::Null; self.spec.fields.len()];
+        let mut values: Vec<Value> = std::iter::repeat_with(|| Value::Null)
+            .take(self.spec.fields.len())
+            .collect();
         let mut wrong = Vec::new();
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut not_object = false;

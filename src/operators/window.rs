@@ -170,9 +170,10 @@ type FinalTable = BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>;
 /// Distinct counts without a set per window: each key's recent occurrences (event time and
 /// dimension labels) are kept once, and a record counts as new for a window and dimension
 /// value unless an earlier occurrence of its key falls in the same window with the same
-/// label. Occurrences are forgotten once every window that could contain them has closed, so
-/// memory is bounded by the open windows. Labels are interned per dimension, so the per-record
-/// work is a few vector increments rather than hash-set inserts.
+/// label. Occurrences are kept in generations by the end of the last window that contains
+/// them, and a generation is dropped whole once the frontier reaches that end, so memory is
+/// bounded by the open windows and forgetting costs nothing per key. Labels are interned per
+/// dimension, so the per-record work is a few vector increments rather than hash-set inserts.
 pub struct PartialAggregator {
     spec: DataflowSpec,
     suppress_below: u64,
@@ -181,15 +182,28 @@ pub struct PartialAggregator {
     labels: Vec<Vec<CompactString>>,
     /// Window end -> [window][dimension][label id] -> accumulators.
     open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
-    /// Key -> (event time, label ids) of its occurrences in open windows.
-    seen: FxHashMap<Key, Vec<Occurrence>>,
-    /// Last window end containing an occurrence -> keys to look at then.
-    expiry: BTreeMap<u64, Vec<Key>>,
+    /// End of the last window containing them -> the occurrences of keys.
+    generations: BTreeMap<u64, Generation>,
+    /// This record's label ids, and its key's earlier occurrences (event times; label ids,
+    /// one per dimension each): scratch space reused for every record.
+    ids: Vec<u32>,
+    history_times: Vec<u64>,
+    history_ids: Vec<u32>,
+}
+
+/// The occurrences of keys whose last window ends at one time.
+#[derive(Default)]
+struct Generation {
+    /// Key -> its latest occurrence in `occurrences`.
+    latest: FxHashMap<Key, u32>,
+    /// (event time, the key's previous occurrence in this generation or [`NONE`]).
+    occurrences: Vec<(u64, u32)>,
+    /// Label ids, one per dimension for each occurrence.
     ids: Vec<u32>,
 }
 
-/// A key's record: its event time and its dimension label ids.
-type Occurrence = (u64, Box<[u32]>);
+/// No previous occurrence.
+const NONE: u32 = u32::MAX;
 
 /// The accumulators of one window, dimension and value.
 #[derive(Clone, Debug, Default)]
@@ -208,9 +222,10 @@ impl PartialAggregator {
             label_ids: vec![FxHashMap::default(); spec.dimensions.len()],
             labels: vec![Vec::new(); spec.dimensions.len()],
             open: BTreeMap::new(),
-            seen: FxHashMap::default(),
-            expiry: BTreeMap::new(),
+            generations: BTreeMap::new(),
             ids: Vec::new(),
+            history_times: Vec::new(),
+            history_ids: Vec::new(),
         }
     }
 
@@ -229,8 +244,20 @@ impl PartialAggregator {
             };
             self.ids.push(id);
         }
-        let history = self.seen.get(&o.key).map(Vec::as_slice).unwrap_or_default();
         let (windows, dimensions) = (self.spec.windows.len(), self.spec.dimensions.len());
+        self.history_times.clear();
+        self.history_ids.clear();
+        for generation in self.generations.values() {
+            let mut at = generation.latest.get(&o.key).copied().unwrap_or(NONE);
+            while at != NONE {
+                let (time, previous) = generation.occurrences[at as usize];
+                self.history_times.push(time);
+                let ids = at as usize * dimensions;
+                self.history_ids
+                    .extend_from_slice(&generation.ids[ids..ids + dimensions]);
+                at = previous;
+            }
+        }
         let mut last_end = 0;
         for (w, window) in self.spec.windows.iter().enumerate() {
             last_end = last_end.max(window.spec.last_end(o.event_time));
@@ -259,9 +286,9 @@ impl PartialAggregator {
                             .collect();
                     }
                     cell.records += 1;
-                    let repeat = history
-                        .iter()
-                        .any(|(t, ids)| start <= *t && *t < end && ids[d] == *id);
+                    let repeat = self.history_times.iter().enumerate().any(|(h, t)| {
+                        start <= *t && *t < end && self.history_ids[h * dimensions + d] == *id
+                    });
                     if !repeat {
                         cell.distinct += 1;
                     }
@@ -272,11 +299,13 @@ impl PartialAggregator {
             }
         }
         if last_end >= self.suppress_below {
-            self.seen
-                .entry(o.key.clone())
-                .or_default()
-                .push((o.event_time, self.ids.clone().into_boxed_slice()));
-            self.expiry.entry(last_end).or_default().push(o.key.clone());
+            let generation = self.generations.entry(last_end).or_default();
+            let at = generation.occurrences.len() as u32;
+            let previous = generation.latest.insert(o.key.clone(), at);
+            generation
+                .occurrences
+                .push((o.event_time, previous.unwrap_or(NONE)));
+            generation.ids.extend_from_slice(&self.ids);
         }
     }
 
@@ -317,27 +346,17 @@ impl PartialAggregator {
 
     /// Forgets key occurrences that no window open at `frontier` or later can contain.
     pub fn forget_before(&mut self, frontier: u64) {
-        while let Some(entry) = self.expiry.first_entry() {
+        while let Some(entry) = self.generations.first_entry() {
             if *entry.key() > frontier {
                 break;
             }
-            for key in entry.remove() {
-                let spec = &self.spec;
-                if let Some(history) = self.seen.get_mut(&key) {
-                    history.retain(|(t, _)| {
-                        spec.last_window_end(*t).is_some_and(|end| end > frontier)
-                    });
-                    if history.is_empty() {
-                        self.seen.remove(&key);
-                    }
-                }
-            }
+            entry.remove();
         }
     }
 
-    /// Keys remembered (for tests and memory checks).
+    /// Key occurrences remembered (for tests and memory checks).
     pub fn remembered(&self) -> usize {
-        self.seen.len()
+        self.generations.values().map(|g| g.occurrences.len()).sum()
     }
 }
 
