@@ -382,8 +382,15 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             match (child.children.is_empty(), child.fields.as_slice()) {
                 // The usual case: one field at this path, converted straight from the JSON.
                 (true, &[f]) => {
-                    let value = map.next_value_seed(ValueSeed(self.types[f]))?;
-                    self.set(f, value);
+                    let seed = ValueSeed {
+                        ty: self.types[f],
+                        slot: &mut self.values[f],
+                    };
+                    match map.next_value_seed(seed)? {
+                        None if self.wrong.is_empty() => {}
+                        None => self.wrong.retain(|(w, _)| *w != f),
+                        Some(found) => self.set(f, Err(found)),
+                    }
                 }
                 (true, fields) => {
                     let scalar: Scalar<'de> = map.next_value()?;
@@ -445,50 +452,78 @@ impl ObjectSeed<'_> {
     }
 }
 
-/// One field's value, converted to the field's type as the JSON is read; `Err` describes a
-/// value of the wrong type (not an error of the walk: the message is still read to its end).
-struct ValueSeed(FieldType);
+/// One field's value, converted to the field's type as the JSON is read and written to its
+/// slot; a value of the wrong type leaves the slot null and is described (not an error of the
+/// walk: the message is still read to its end).
+struct ValueSeed<'s> {
+    ty: FieldType,
+    slot: &'s mut Value,
+}
 
-impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Result<Value, String>;
+impl ValueSeed<'_> {
+    fn put(self, scalar: Scalar<'_>) -> Option<String> {
+        if let Scalar::Null = scalar {
+            *self.slot = Value::Null;
+            return None;
+        }
+        match convert(&scalar, self.ty) {
+            Some(value) => {
+                *self.slot = value;
+                None
+            }
+            None => {
+                *self.slot = Value::Null;
+                Some(describe(&scalar))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Option<String>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ValueSeed {
-    type Value = Result<Value, String>;
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Option<String>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Ok(Value::Null))
+        Ok(self.put(Scalar::Null))
     }
     fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Ok(Value::Null))
+        Ok(self.put(Scalar::Null))
     }
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(convert_or_describe(&Scalar::Bool(v), self.0))
+        Ok(self.put(Scalar::Bool(v)))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(convert_or_describe(&Scalar::I64(v), self.0))
+        Ok(self.put(Scalar::I64(v)))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(convert_or_describe(&Scalar::U64(v), self.0))
+        Ok(self.put(Scalar::U64(v)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(convert_or_describe(&Scalar::F64(v), self.0))
+        Ok(self.put(Scalar::F64(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(convert_or_describe(&Scalar::Str(Cow::Borrowed(v)), self.0))
+        if self.ty == FieldType::Text {
+            // The common case, without the detour through Scalar.
+            *self.slot = Value::Text(CompactString::new(v));
+            return Ok(None);
+        }
+        Ok(self.put(Scalar::Str(Cow::Borrowed(v))))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err(describe(&Scalar::Array)))
+        Ok(self.put(Scalar::Array))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Err(describe(&Scalar::Object)))
+        Ok(self.put(Scalar::Object))
     }
 }
 
