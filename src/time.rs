@@ -90,8 +90,9 @@ impl PartitionClock {
 
 /// Formats epoch milliseconds as RFC 3339 (UTC, milliseconds).
 pub fn rfc3339(ms: u64) -> String {
+    // chrono's dedicated RFC 3339 writer: `format()` would parse its format string each call.
     chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -179,6 +180,12 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339(1_795_255_201_250), "2026-11-21T10:00:01.250Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn fast_rfc3339_agrees_with_chrono() {
