@@ -236,6 +236,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let start = shared.config.start;
     let durable_probe = ProbeHandle::new();
     let source_probe = ProbeHandle::new();
+    // Unknown until the window operator first runs: no limit before then.
+    let windows_input = Rc::new(std::cell::Cell::new(u64::MAX));
     worker.dataflow::<u64, _, _>(|scope| {
         let parts = SourceParts {
             spec: shared.spec.clone(),
@@ -250,6 +252,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             discovery_interval: matches!(shared.config.source, SourceChoice::Kafka(_))
                 .then_some(shared.config.partition_discovery),
             max_in_flight: shared.config.max_in_flight,
+            windows_input: Rc::clone(&windows_input),
         };
         let source = crate::source::render(scope, parts);
         let records = source.records.probe_with(&source_probe);
@@ -259,6 +262,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             &shared.spec,
             shared.suppress_below,
             !shared.config.quiet,
+            windows_input,
         );
         crate::sink::render(
             records,

@@ -381,12 +381,15 @@ pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
     }
 }
 
-/// Renders both stages; returns final window results at their end times.
+/// Renders both stages; returns final window results at their end times. `input_frontier` is
+/// set to the frontier of observations every worker's first stage has taken in (for the
+/// source's flow control).
 pub fn render<'s>(
     observations: Stream<'s, u64, Vec<Observation>>,
     spec: &DataflowSpec,
     suppress_below: u64,
     print: bool,
+    input_frontier: std::rc::Rc<std::cell::Cell<u64>>,
 ) -> Stream<'s, u64, Vec<WindowResult>> {
     let partial_spec = spec.clone();
     let partials = observations.unary_frontier(
@@ -416,6 +419,7 @@ pub fn render<'s>(
                 if let Some(low) = frontier.frontier().first() {
                     aggregator.forget_before(*low);
                 }
+                input_frontier.set(frontier.frontier().first().copied().unwrap_or(u64::MAX));
             }
         },
     );

@@ -159,7 +159,16 @@ pub struct SourceParts {
     pub discovery_interval: Option<Duration>,
     /// Pause reading while the sink has more rows than this unacknowledged.
     pub max_in_flight: u64,
+    /// The frontier of observations the windows of every worker have taken in (set by the
+    /// window operator; see [`MAX_AHEAD_MS`]).
+    pub windows_input: Rc<std::cell::Cell<u64>>,
 }
+
+/// How far (event time) a worker's source may run ahead of the observations the windows of
+/// every worker have taken in. Timely's channels between workers are unbounded: without this,
+/// a worker that reads faster than another's windows consume queues observations for it, and
+/// memory grows with the input rather than with the open windows.
+pub const MAX_AHEAD_MS: u64 = 60_000;
 
 /// The source's streams.
 pub struct SourceStreams<'s> {
@@ -185,6 +194,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         stats,
         discovery_interval,
         max_in_flight,
+        windows_input,
     } = parts;
     let (worker, peers) = (scope.index(), scope.peers());
     let mut builder = OperatorBuilder::new(format!("Source({})", spec.topic), scope);
@@ -248,7 +258,8 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
 
             let time = *caps[0].time();
             let mut read = 0;
-            let backpressure = stats.in_flight_rows.load(Ordering::Relaxed) > max_in_flight;
+            let backpressure = stats.in_flight_rows.load(Ordering::Relaxed) > max_in_flight
+                || time.saturating_sub(windows_input.get()) > MAX_AHEAD_MS;
             if !stop.load(Ordering::Relaxed) && !backpressure {
                 let mut records_out = records_output.activate();
                 let mut rejects_out = rejects_output.activate();
@@ -447,6 +458,67 @@ mod tests {
     }
 
     #[test]
+    fn a_source_waits_for_the_windows_of_every_worker() {
+        let spec =
+            DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
+        let generator = GeneratorConfig {
+            seed: 1,
+            partitions: 1,
+            count: None,
+            rate: 0.0,
+            epoch_ms: 1_795_255_200_000,
+            duplicates_per_mille: 0,
+            late_per_mille: 0,
+            malformed_per_mille: 0,
+        };
+        timely::execute_directly(move |worker| {
+            let seen: Rc<RefCell<usize>> = Rc::default();
+            // The windows have taken in nothing yet: the source may read one batch (its
+            // capability is then far ahead), and no more.
+            let windows_input = Rc::new(std::cell::Cell::new(0));
+            let partitions = Arc::new(Mutex::new(1));
+            let reader: Box<dyn Reader> = Box::new(GrowingTopic {
+                partitions: Arc::clone(&partitions),
+                generator,
+                positions: BTreeMap::new(),
+                buf: Vec::new(),
+            });
+            let parts = SourceParts {
+                spec: spec.clone(),
+                schema: Schema::new(&spec, 1 << 20),
+                reader: Rc::new(RefCell::new(reader)),
+                restored: HashMap::new(),
+                start: StartAt::Earliest,
+                batch: 2,
+                stop: Arc::new(AtomicBool::new(false)),
+                ledgers: Rc::default(),
+                stats: Arc::default(),
+                discovery_interval: None,
+                max_in_flight: u64::MAX,
+                windows_input: Rc::clone(&windows_input),
+            };
+            let sink = Rc::clone(&seen);
+            worker.dataflow::<u64, _, _>(|scope| {
+                render(scope, parts)
+                    .records
+                    .inspect(move |_| *sink.borrow_mut() += 1);
+            });
+            for _ in 0..20 {
+                worker.step();
+            }
+            assert_eq!(*seen.borrow(), 2, "one batch, then it waits");
+            windows_input.set(u64::MAX);
+            // It looks again after a millisecond.
+            for _ in 0..20 {
+                worker.step_or_park(Some(Duration::from_millis(5)));
+            }
+            assert_eq!(*seen.borrow(), 5, "it reads on once the windows catch up");
+            // Lets the topic end, so that the dataflow completes.
+            *partitions.lock().unwrap() = 2;
+        });
+    }
+
+    #[test]
     fn partitions_added_while_running_are_assigned_and_read() {
         let spec =
             DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
@@ -483,6 +555,7 @@ mod tests {
                 stats: Arc::default(),
                 discovery_interval: Some(Duration::ZERO),
                 max_in_flight: u64::MAX,
+                windows_input: Rc::new(std::cell::Cell::new(u64::MAX)),
             };
             let sink = Rc::clone(&seen);
             worker.dataflow::<u64, _, _>(|scope| {
