@@ -388,7 +388,9 @@ pub struct RunArgs {
     pub generator: GeneratorArgs,
 
     /// Most messages a worker reads per activation.
-    #[arg(long, env = "WEIR_BATCH", default_value_t = 1024)]
+    // 256 rather than 1024: a batch's records then stay in cache from parsing to the sink
+    // (2M users, -w 1: 2.51 -> 2.36 s; -w 2: 1.22 -> 1.17 s; 128 and 512 were no better).
+    #[arg(long, env = "WEIR_BATCH", default_value_t = 256)]
     pub batch: usize,
     /// Messages larger than this are dead letters.
     #[arg(long, env = "WEIR_MAX_RECORD_BYTES", default_value_t = crate::schema::DEFAULT_MAX_RECORD_BYTES)]
