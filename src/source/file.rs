@@ -141,6 +141,10 @@ impl Reader for FileReader {
         self.open.iter().any(|p| p.partition == partition && p.done)
     }
 
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
     fn high_watermark(&self, partition: i32) -> Option<i64> {
         // Offsets are byte positions: the file's length when it was opened.
         self.open

@@ -304,6 +304,10 @@ impl Reader for GeneratorReader {
         Ok(read)
     }
 
+    fn kind(&self) -> &'static str {
+        "generator"
+    }
+
     fn finished(&self, partition: i32) -> bool {
         let len = self.config.partition_len(partition);
         self.positions

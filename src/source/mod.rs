@@ -95,9 +95,7 @@ pub trait Reader {
         None
     }
     /// Short name for logs.
-    fn kind(&self) -> &'static str {
-        "generator"
-    }
+    fn kind(&self) -> &'static str;
 }
 
 /// A message that did not become a record: a dead letter or a late record.
@@ -450,6 +448,9 @@ mod tests {
             }
             Ok(read)
         }
+        fn kind(&self) -> &'static str {
+            "test topic"
+        }
         fn finished(&self, partition: i32) -> bool {
             // Ends once the topic has grown and everything is read, so the dataflow completes.
             *self.partitions.lock().unwrap() == 2
@@ -457,13 +458,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_source_waits_for_the_windows_of_every_worker() {
+    /// The users dataflow's source over a [`GrowingTopic`] of `partitions` (now) of the
+    /// generator's `generated` partitions, starting with one partition.
+    fn topic_source(
+        partitions: &Arc<Mutex<i32>>,
+        generated: i32,
+        batch: usize,
+        discovery_interval: Option<Duration>,
+        ledgers: &Ledgers,
+        windows_input: &Rc<std::cell::Cell<u64>>,
+    ) -> SourceParts {
         let spec =
             DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
         let generator = GeneratorConfig {
             seed: 1,
-            partitions: 1,
+            partitions: generated,
             count: None,
             rate: 0.0,
             epoch_ms: 1_795_255_200_000,
@@ -471,32 +480,37 @@ mod tests {
             late_per_mille: 0,
             malformed_per_mille: 0,
         };
+        let reader: Box<dyn Reader> = Box::new(GrowingTopic {
+            partitions: Arc::clone(partitions),
+            generator,
+            positions: BTreeMap::new(),
+            buf: Vec::new(),
+        });
+        SourceParts {
+            schema: Schema::new(&spec, 1 << 20),
+            spec,
+            reader: Rc::new(RefCell::new(reader)),
+            restored: HashMap::new(),
+            start: StartAt::Earliest,
+            batch,
+            stop: Arc::new(AtomicBool::new(false)),
+            ledgers: Rc::clone(ledgers),
+            stats: Arc::default(),
+            discovery_interval,
+            max_in_flight: u64::MAX,
+            windows_input: Rc::clone(windows_input),
+        }
+    }
+
+    #[test]
+    fn a_source_waits_for_the_windows_of_every_worker() {
         timely::execute_directly(move |worker| {
             let seen: Rc<RefCell<usize>> = Rc::default();
             // The windows have taken in nothing yet: the source may read one batch (its
             // capability is then far ahead), and no more.
             let windows_input = Rc::new(std::cell::Cell::new(0));
             let partitions = Arc::new(Mutex::new(1));
-            let reader: Box<dyn Reader> = Box::new(GrowingTopic {
-                partitions: Arc::clone(&partitions),
-                generator,
-                positions: BTreeMap::new(),
-                buf: Vec::new(),
-            });
-            let parts = SourceParts {
-                spec: spec.clone(),
-                schema: Schema::new(&spec, 1 << 20),
-                reader: Rc::new(RefCell::new(reader)),
-                restored: HashMap::new(),
-                start: StartAt::Earliest,
-                batch: 2,
-                stop: Arc::new(AtomicBool::new(false)),
-                ledgers: Rc::default(),
-                stats: Arc::default(),
-                discovery_interval: None,
-                max_in_flight: u64::MAX,
-                windows_input: Rc::clone(&windows_input),
-            };
+            let parts = topic_source(&partitions, 1, 2, None, &Rc::default(), &windows_input);
             let sink = Rc::clone(&seen);
             worker.dataflow::<u64, _, _>(|scope| {
                 render(scope, parts)
@@ -520,43 +534,13 @@ mod tests {
 
     #[test]
     fn partitions_added_while_running_are_assigned_and_read() {
-        let spec =
-            DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
         let partitions = Arc::new(Mutex::new(1));
-        let generator = GeneratorConfig {
-            seed: 1,
-            partitions: 2,
-            count: None,
-            rate: 0.0,
-            epoch_ms: 1_795_255_200_000,
-            duplicates_per_mille: 0,
-            late_per_mille: 0,
-            malformed_per_mille: 0,
-        };
         let grow = Arc::clone(&partitions);
         timely::execute_directly(move |worker| {
             let seen: Rc<RefCell<Vec<(i32, i64)>>> = Rc::default();
             let ledgers: Ledgers = Rc::default();
-            let reader: Box<dyn Reader> = Box::new(GrowingTopic {
-                partitions: Arc::clone(&grow),
-                generator,
-                positions: BTreeMap::new(),
-                buf: Vec::new(),
-            });
-            let parts = SourceParts {
-                spec: spec.clone(),
-                schema: Schema::new(&spec, 1 << 20),
-                reader: Rc::new(RefCell::new(reader)),
-                restored: HashMap::new(),
-                start: StartAt::Earliest,
-                batch: 100,
-                stop: Arc::new(AtomicBool::new(false)),
-                ledgers: Rc::clone(&ledgers),
-                stats: Arc::default(),
-                discovery_interval: Some(Duration::ZERO),
-                max_in_flight: u64::MAX,
-                windows_input: Rc::new(std::cell::Cell::new(u64::MAX)),
-            };
+            let no_limit = Rc::new(std::cell::Cell::new(u64::MAX));
+            let parts = topic_source(&grow, 2, 100, Some(Duration::ZERO), &ledgers, &no_limit);
             let sink = Rc::clone(&seen);
             worker.dataflow::<u64, _, _>(|scope| {
                 render(scope, parts)
