@@ -119,8 +119,6 @@ pub struct Schema {
     max_record_bytes: usize,
     /// The fields' JSON paths as a trie, walked once per message.
     paths: PathNode,
-    /// Each field's type, in schema order.
-    types: Vec<FieldType>,
 }
 
 impl Schema {
@@ -145,7 +143,6 @@ impl Schema {
             spec: spec.clone(),
             max_record_bytes,
             paths,
-            types: spec.fields.iter().map(|f| f.ty).collect(),
         }
     }
 
@@ -168,7 +165,7 @@ impl Schema {
         let mut not_object = false;
         ObjectSeed {
             node: &self.paths,
-            types: &self.types,
+            fields: &self.spec.fields,
             values: &mut values,
             wrong: &mut wrong,
             not_object: Some(&mut not_object),
@@ -240,7 +237,7 @@ struct PathNode {
 }
 
 /// A JSON value as far as a field needs it: scalars borrowed from the message where possible.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Scalar<'a> {
     Null,
     Bool(bool),
@@ -327,7 +324,7 @@ impl<'de> Deserialize<'de> for JsonKey<'de> {
 /// as it goes and skipping the rest without building anything.
 struct ObjectSeed<'s> {
     node: &'s PathNode,
-    types: &'s [FieldType],
+    fields: &'s [crate::spec::Field],
     /// Per field, in schema order: its value (null until found).
     values: &'s mut [Value],
     /// Fields whose value has the wrong type, with a description of what was found.
@@ -337,16 +334,14 @@ struct ObjectSeed<'s> {
 }
 
 impl ObjectSeed<'_> {
-    fn set(&mut self, field: usize, value: Result<Value, String>) {
+    /// Notes whether `field`'s latest value had the wrong type (`found` describes it); a later
+    /// duplicate key replaces an earlier verdict.
+    fn judged(&mut self, field: usize, found: Option<String>) {
         if !self.wrong.is_empty() {
             self.wrong.retain(|(f, _)| *f != field);
         }
-        match value {
-            Ok(value) => self.values[field] = value,
-            Err(found) => {
-                self.values[field] = Value::Null;
-                self.wrong.push((field, found));
-            }
+        if let Some(found) = found {
+            self.wrong.push((field, found));
         }
     }
 }
@@ -383,29 +378,35 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                 // The usual case: one field at this path, converted straight from the JSON.
                 (true, &[f]) => {
                     let seed = ValueSeed {
-                        ty: self.types[f],
+                        ty: self.fields[f].ty,
                         slot: &mut self.values[f],
                     };
-                    match map.next_value_seed(seed)? {
-                        None if self.wrong.is_empty() => {}
-                        None => self.wrong.retain(|(w, _)| *w != f),
-                        Some(found) => self.set(f, Err(found)),
+                    // Nothing to note for a good value unless an earlier one was bad.
+                    let found = map.next_value_seed(seed)?;
+                    if found.is_some() || !self.wrong.is_empty() {
+                        self.judged(f, found);
                     }
                 }
                 (true, fields) => {
                     let scalar: Scalar<'de> = map.next_value()?;
                     for f in fields {
-                        self.set(*f, convert_or_describe(&scalar, self.types[*f]));
+                        let seed = ValueSeed {
+                            ty: self.fields[*f].ty,
+                            slot: &mut self.values[*f],
+                        };
+                        let found = seed.put(&scalar);
+                        self.judged(*f, found);
                     }
                 }
                 (false, fields) => {
                     // A nested object; a field ending here too would see it as an object.
                     for f in fields {
-                        self.set(*f, Err(describe(&Scalar::Object)));
+                        self.values[*f] = Value::Null;
+                        self.judged(*f, Some(describe(&Scalar::Object)));
                     }
                     map.next_value_seed(ObjectSeed {
                         node: child,
-                        types: self.types,
+                        fields: self.fields,
                         values: &mut *self.values,
                         wrong: &mut *self.wrong,
                         not_object: None,
@@ -461,21 +462,16 @@ struct ValueSeed<'s> {
 }
 
 impl ValueSeed<'_> {
-    fn put(self, scalar: Scalar<'_>) -> Option<String> {
-        if let Scalar::Null = scalar {
-            *self.slot = Value::Null;
-            return None;
-        }
-        match convert(&scalar, self.ty) {
-            Some(value) => {
-                *self.slot = value;
-                None
-            }
-            None => {
-                *self.slot = Value::Null;
-                Some(describe(&scalar))
-            }
-        }
+    /// Writes the scalar converted to the field's type (null stays null), or null and a
+    /// description of the scalar when it has the wrong type.
+    fn put(self, scalar: &Scalar<'_>) -> Option<String> {
+        let converted = match scalar {
+            Scalar::Null => Some(Value::Null),
+            scalar => convert(scalar, self.ty),
+        };
+        let found = converted.is_none().then(|| describe(scalar));
+        *self.slot = converted.unwrap_or(Value::Null);
+        found
     }
 }
 
@@ -492,22 +488,22 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         f.write_str("a JSON value")
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::Null))
+        Ok(self.put(&Scalar::Null))
     }
     fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::Null))
+        Ok(self.put(&Scalar::Null))
     }
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::Bool(v)))
+        Ok(self.put(&Scalar::Bool(v)))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::I64(v)))
+        Ok(self.put(&Scalar::I64(v)))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::U64(v)))
+        Ok(self.put(&Scalar::U64(v)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(self.put(Scalar::F64(v)))
+        Ok(self.put(&Scalar::F64(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
         if self.ty == FieldType::Text {
@@ -515,23 +511,15 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             *self.slot = Value::Text(CompactString::new(v));
             return Ok(None);
         }
-        Ok(self.put(Scalar::Str(Cow::Borrowed(v))))
+        Ok(self.put(&Scalar::Str(Cow::Borrowed(v))))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(self.put(Scalar::Array))
+        Ok(self.put(&Scalar::Array))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(self.put(Scalar::Object))
-    }
-}
-
-/// A scalar as a value of type `ty` (null stays null), or a description of what it is.
-fn convert_or_describe(scalar: &Scalar<'_>, ty: FieldType) -> Result<Value, String> {
-    match scalar {
-        Scalar::Null => Ok(Value::Null),
-        scalar => convert(scalar, ty).ok_or_else(|| describe(scalar)),
+        Ok(self.put(&Scalar::Object))
     }
 }
 

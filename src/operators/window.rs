@@ -353,11 +353,6 @@ impl PartialAggregator {
             entry.remove();
         }
     }
-
-    /// Key occurrences remembered (for tests and memory checks).
-    pub fn remembered(&self) -> usize {
-        self.generations.values().map(|g| g.occurrences.len()).sum()
-    }
 }
 
 /// Projects records onto what the windows need.

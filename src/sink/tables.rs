@@ -202,7 +202,6 @@ pub struct TableSet {
     /// Indexed by the constants below.
     pub tables: Vec<Table>,
     spec: DataflowSpec,
-    columns: Vec<usize>,
     /// Per field: whether it is a column of the rows table.
     is_column: Vec<bool>,
 }
@@ -325,17 +324,13 @@ impl TableSet {
         TableSet {
             tables,
             spec: spec.clone(),
-            columns: spec.columns().map(|(i, _)| i).collect(),
             is_column: spec.fields.iter().map(|f| f.column).collect(),
         }
     }
 
     /// A record's row.
     pub fn row_cells(&self, record: &Record) -> Vec<Cell> {
-        self.columns
-            .iter()
-            .map(|i| value_cell(record.values[*i].clone()))
-            .collect()
+        self.into_row_cells(record.clone())
     }
 
     /// A record's row, moving its values (the sink's hot path: no string is copied, and as
