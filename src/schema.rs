@@ -155,8 +155,14 @@ impl Schema {
                 self.max_record_bytes
             ));
         }
-        let text = std::str::from_utf8(payload)
-            .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+        // simdutf8 checks a valid line several times faster than std; std then only
+        // describes a bad one.
+        let text = simdutf8::basic::from_utf8(payload).map_err(|_| {
+            let at = std::str::from_utf8(payload)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            format!("invalid UTF-8 at byte {at}")
+        })?;
         let mut values: Vec<Value> = std::iter::repeat_with(|| Value::Null)
             .take(self.spec.fields.len())
             .collect();
@@ -320,6 +326,27 @@ impl<'de> Deserialize<'de> for JsonKey<'de> {
     }
 }
 
+/// Whether two object keys are equal. Keys are short: two overlapping word loads per key
+/// instead of a call to memcmp (a tenth of the parse's time went to that call).
+fn same_key(wanted: &str, key: &str) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    let (a, b) = (wanted.as_bytes(), key.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=8 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        9..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// Walks one JSON object, converting the values of the wanted paths to their fields' types
 /// as it goes and skipping the rest without building anything.
 struct ObjectSeed<'s> {
@@ -365,8 +392,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
         let mut next = 0;
         while let Some(JsonKey(key)) = map.next_key::<JsonKey<'de>>()? {
             let at = match children.get(next) {
-                Some((k, _)) if *k == key => Some(next),
-                _ => children.iter().position(|(k, _)| *k == key),
+                Some((k, _)) if same_key(k, &key) => Some(next),
+                _ => children.iter().position(|(k, _)| same_key(k, &key)),
             };
             let Some(at) = at else {
                 map.next_value::<IgnoredAny>()?;
@@ -588,6 +615,28 @@ mod tests {
             &DataflowSpec::load(Path::new("dataflows/users_created.toml")).unwrap(),
             2048,
         )
+    }
+
+    /// `same_key` agrees with `==` on every length it treats specially.
+    #[test]
+    fn same_key_is_equality() {
+        let words: Vec<String> = (0..=20)
+            .flat_map(|n| {
+                let base = "abcdefghijklmnopqrstu"[..n].to_string();
+                let mut variants = vec![base.clone()];
+                for i in 0..n {
+                    let mut changed = base.clone().into_bytes();
+                    changed[i] = b'z';
+                    variants.push(String::from_utf8(changed).unwrap());
+                }
+                variants
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                assert_eq!(same_key(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     const GOOD: &str = r#"{"id":"9b2f1c1e-8a4b-4c62-9f7e-3f1d2a6b7c8d","first_name":"Åse","last_name":"Berg","gender":"female",

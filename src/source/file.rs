@@ -7,7 +7,7 @@
 //! partition is finished (bounded input).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{Message, Reader, StartAt};
@@ -109,28 +109,23 @@ impl Reader for FileReader {
             idle_rounds = 0;
             // A small slice per partition keeps partitions interleaved.
             for _ in 0..64.min(max - read) {
-                self.line.clear();
-                let n = part.reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                    Error::Input(format!(
-                        "{}: {e}",
-                        self.files[part.partition as usize].display()
-                    ))
-                })?;
-                if n == 0 {
+                let file = &self.files[part.partition as usize];
+                let Some(n) = next_line(&mut part.reader, &mut self.line, |line| {
+                    let payload = line.strip_suffix(b"\r").unwrap_or(line);
+                    emit(Message {
+                        partition: part.partition,
+                        offset: part.position,
+                        next_offset: part.position + line.len() as i64 + 1,
+                        payload,
+                        timestamp: None,
+                    })
+                })
+                .map_err(|e| Error::Input(format!("{}: {e}", file.display())))?
+                else {
                     part.done = true;
                     break;
-                }
-                let payload = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-                let payload = payload.strip_suffix(b"\r").unwrap_or(payload);
-                let offset = part.position;
+                };
                 part.position += n as i64;
-                emit(Message {
-                    partition: part.partition,
-                    offset,
-                    next_offset: part.position,
-                    payload,
-                    timestamp: None,
-                });
                 read += 1;
             }
         }
@@ -151,5 +146,57 @@ impl Reader for FileReader {
             .iter()
             .find(|p| p.partition == partition)
             .map(|p| p.len)
+    }
+}
+
+/// Hands the next line of `reader` (without its newline) to `line`; returns the bytes it
+/// took, newline included, or None at the end of the file. A line inside the buffer is lent
+/// in place; only a line that crosses the buffer's end is gathered in `spill`.
+fn next_line<R: Read>(
+    reader: &mut BufReader<R>,
+    spill: &mut Vec<u8>,
+    line: impl FnOnce(&[u8]),
+) -> std::io::Result<Option<usize>> {
+    let buf = reader.fill_buf()?;
+    if let Some(end) = memchr::memchr(b'\n', buf) {
+        line(&buf[..end]);
+        reader.consume(end + 1);
+        return Ok(Some(end + 1));
+    }
+    spill.clear();
+    let n = reader.read_until(b'\n', spill)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    line(spill.strip_suffix(b"\n").unwrap_or(spill));
+    Ok(Some(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines come out whole whether they sit inside the buffer or cross its end, and the
+    /// last one may lack its newline.
+    #[test]
+    fn lines_across_buffer_ends() {
+        let text: Vec<u8> = (0..200)
+            .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 37)))
+            .collect::<String>()
+            .into_bytes();
+        let mut text = text;
+        text.extend_from_slice(b"last\r");
+        for capacity in [1, 7, 64, 1 << 16] {
+            let mut reader = BufReader::with_capacity(capacity, &text[..]);
+            let (mut spill, mut lines, mut taken) = (Vec::new(), Vec::new(), 0);
+            while let Some(n) =
+                next_line(&mut reader, &mut spill, |l| lines.push(l.to_vec())).unwrap()
+            {
+                taken += n;
+            }
+            let expected: Vec<Vec<u8>> = text.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            assert_eq!(lines, expected, "capacity {capacity}");
+            assert_eq!(taken, text.len());
+        }
     }
 }
