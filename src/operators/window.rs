@@ -184,6 +184,9 @@ pub struct PartialAggregator {
     open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
     /// End of the last window containing them -> the occurrences of keys.
     generations: BTreeMap<u64, Generation>,
+    /// The last generation dropped, emptied: the next one reuses its allocations instead of
+    /// growing (and rehashing) from nothing.
+    spare: Option<Generation>,
     /// This record's label ids, and its key's earlier occurrences (event times; label ids,
     /// one per dimension each): scratch space reused for every record.
     ids: Vec<u32>,
@@ -223,6 +226,7 @@ impl PartialAggregator {
             labels: vec![Vec::new(); spec.dimensions.len()],
             open: BTreeMap::new(),
             generations: BTreeMap::new(),
+            spare: None,
             ids: Vec::new(),
             history_times: Vec::new(),
             history_ids: Vec::new(),
@@ -299,7 +303,10 @@ impl PartialAggregator {
             }
         }
         if last_end >= self.suppress_below {
-            let generation = self.generations.entry(last_end).or_default();
+            let generation = self
+                .generations
+                .entry(last_end)
+                .or_insert_with(|| self.spare.take().unwrap_or_default());
             let at = generation.occurrences.len() as u32;
             let previous = generation.latest.insert(o.key.clone(), at);
             generation
@@ -350,7 +357,11 @@ impl PartialAggregator {
             if *entry.key() > frontier {
                 break;
             }
-            entry.remove();
+            let mut generation = entry.remove();
+            generation.latest.clear();
+            generation.occurrences.clear();
+            generation.ids.clear();
+            self.spare = Some(generation);
         }
     }
 }
