@@ -7,9 +7,10 @@
 #
 #   bash scripts/bench.sh                 # 2,000,000 users (~950 MB of JSON lines)
 #   COUNT=20000 bash scripts/bench.sh     # a smoke run
-# The ceiling and each Weir configuration run RUNS times (default 3): the table shows the median run's
-# records/s, the slowest and fastest in brackets, and the largest peak RSS. Runs on a shared
-# 2-core VM vary by up to 2x; the median is the figure to compare.
+# Each Weir configuration runs RUNS times (default 3), each run right after a ceiling run: the
+# table shows the median run's records/s, the slowest and fastest in brackets, the median of
+# the runs' ratios to their ceiling run, and the largest peak RSS. Runs on a shared 2-core VM
+# vary by up to 2x; medians are the figures to compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
@@ -33,29 +34,40 @@ rss() { # command... -> "seconds maxrss_kb"
         echo "$(echo "$end - $start" | bc) -"
     fi
 }
-ceiling=$(for _ in $(seq 1 "$runs"); do
+ceiling_rate() {
     cargo bench --quiet --bench ceiling -- "$data" 2 | sed -n 's/.*records_per_s=\([0-9]*\).*/\1/p'
-done | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-echo "| run | records/s (median [min, max]) | MB/s | of ceiling | peak RSS |"
-echo "|---|---|---|---|---|"
-echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes / $count / 1000000" | bc) | 100% | |"
+}
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 flows="$(mktemp -d "${TMPDIR:-/tmp}/weir-bench-flows.XXXXXX")"
 trap 'rm -rf "$flows"' EXIT
 windows_dataflow "$flows/1m.toml" 1m=1m
 cp dataflows/users_created.toml "$flows/full.toml"
+# The VM's speed drifts by up to 2x within minutes, so every Weir run is paired with a ceiling
+# run just before it, and "of ceiling" is the median of the pairs' ratios.
+rows=() all_ceilings=()
 for run in "1m null" "full null" "full sqlite"; do
     read -r flow sink <<<"$run"
     for w in 1 2; do
         db="$flows/bench.db"
-        rates=() peak=0
+        rates=() ratios=() peak=0
         for _ in $(seq 1 "$runs"); do
+            ceiling=$(ceiling_rate)
+            all_ceilings+=("$ceiling")
             read -r seconds kb < <(rss "$weir" -q --input "$data" --sink "$sink" --sqlite "$db" -w "$w" \
                 --dataflow "$flows/$flow.toml" --metrics-addr 127.0.0.1:0)
             rm -f "$db" "$db-wal" "$db-shm"
-            rates+=("$(echo "scale=0; $count / $seconds" | bc)")
+            rate=$(echo "scale=0; $count / $seconds" | bc)
+            rates+=("$rate")
+            ratios+=("$(echo "scale=0; 100 * $rate / $ceiling" | bc)")
             [ "$kb" = - ] || [ "$kb" -le "$peak" ] || peak=$kb
         done
         read -r low rate high < <(printf '%s\n' "${rates[@]}" | sort -n | awk '{v[NR]=$1} END {print v[1], v[int((NR+1)/2)], v[NR]}')
-        echo "| weir -w $w, $flow dataflow, $sink sink | $rate [$low, $high] | $(echo "scale=0; $rate * $bytes / $count / 1000000" | bc) | $(echo "scale=0; 100 * $rate / $ceiling" | bc)% | $((peak / 1024)) MB |"
+        ratio=$(printf '%s\n' "${ratios[@]}" | median)
+        rows+=("| weir -w $w, $flow dataflow, $sink sink | $rate [$low, $high] | $(echo "scale=0; $rate * $bytes / $count / 1000000" | bc) | $ratio% | $((peak / 1024)) MB |")
     done
 done
+ceiling=$(printf '%s\n' "${all_ceilings[@]}" | median)
+echo "| run | records/s (median [min, max]) | MB/s | of ceiling (median of paired runs) | peak RSS |"
+echo "|---|---|---|---|---|"
+echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes / $count / 1000000" | bc) | 100% | |"
+printf '%s\n' "${rows[@]}"
