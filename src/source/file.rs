@@ -110,12 +110,12 @@ impl Reader for FileReader {
             // A small slice per partition keeps partitions interleaved.
             for _ in 0..64.min(max - read) {
                 let file = &self.files[part.partition as usize];
-                let Some(n) = next_line(&mut part.reader, &mut self.line, |line| {
+                let Some(n) = next_line(&mut part.reader, &mut self.line, |line, taken| {
                     let payload = line.strip_suffix(b"\r").unwrap_or(line);
                     emit(Message {
                         partition: part.partition,
                         offset: part.position,
-                        next_offset: part.position + line.len() as i64 + 1,
+                        next_offset: part.position + taken as i64,
                         payload,
                         timestamp: None,
                     })
@@ -149,17 +149,18 @@ impl Reader for FileReader {
     }
 }
 
-/// Hands the next line of `reader` (without its newline) to `line`; returns the bytes it
-/// took, newline included, or None at the end of the file. A line inside the buffer is lent
-/// in place; only a line that crosses the buffer's end is gathered in `spill`.
+/// Hands the next line of `reader` (without its newline) and the bytes it takes (newline
+/// included, if there is one) to `line`; returns those bytes, or None at the end of the file.
+/// A line inside the buffer is lent in place; only a line that crosses the buffer's end is
+/// gathered in `spill`.
 fn next_line<R: Read>(
     reader: &mut BufReader<R>,
     spill: &mut Vec<u8>,
-    line: impl FnOnce(&[u8]),
+    line: impl FnOnce(&[u8], usize),
 ) -> std::io::Result<Option<usize>> {
     let buf = reader.fill_buf()?;
     if let Some(end) = memchr::memchr(b'\n', buf) {
-        line(&buf[..end]);
+        line(&buf[..end], end + 1);
         reader.consume(end + 1);
         return Ok(Some(end + 1));
     }
@@ -168,7 +169,7 @@ fn next_line<R: Read>(
     if n == 0 {
         return Ok(None);
     }
-    line(spill.strip_suffix(b"\n").unwrap_or(spill));
+    line(spill.strip_suffix(b"\n").unwrap_or(spill), n);
     Ok(Some(n))
 }
 
@@ -180,18 +181,24 @@ mod tests {
     /// last one may lack its newline.
     #[test]
     fn lines_across_buffer_ends() {
-        let text: Vec<u8> = (0..200)
+        let mut text: Vec<u8> = (0..200)
             .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 37)))
             .collect::<String>()
             .into_bytes();
-        let mut text = text;
         text.extend_from_slice(b"last\r");
         for capacity in [1, 7, 64, 1 << 16] {
             let mut reader = BufReader::with_capacity(capacity, &text[..]);
             let (mut spill, mut lines, mut taken) = (Vec::new(), Vec::new(), 0);
-            while let Some(n) =
-                next_line(&mut reader, &mut spill, |l| lines.push(l.to_vec())).unwrap()
-            {
+            loop {
+                let mut lent = 0;
+                let Some(n) = next_line(&mut reader, &mut spill, |l, n| {
+                    lines.push(l.to_vec());
+                    lent = n;
+                })
+                .unwrap() else {
+                    break;
+                };
+                assert_eq!(n, lent);
                 taken += n;
             }
             let expected: Vec<Vec<u8>> = text.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
