@@ -280,6 +280,20 @@ pub fn render_cells(cells: &[Cell]) -> Vec<String> {
     cells.iter().map(render_cell).collect()
 }
 
+/// The rows of one table of a database that another process may be writing; 0 while the
+/// database or the table does not exist yet.
+pub fn count_sqlite_rows(path: &Path, table: &str) -> usize {
+    let Ok(db) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_or(0, |n| n as usize)
+}
+
 /// Reads every table of `spec` (but progress) from a SQLite file.
 pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
     let tables = TableSet::new(spec);
