@@ -52,21 +52,17 @@ fn sigterm_stops_cleanly_and_a_restart_completes_exactly() {
     // Stop as soon as the first window result is durable (not after a fixed sleep: on a slow
     // or loaded machine nothing may be written yet), while most of the input is still to come.
     let by_value = &spec.tables.by_value;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "weir exited before SIGTERM"
-        );
-        if count_sqlite_rows(&db, by_value) > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no window result was written within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        "no window result was written",
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "weir exited before SIGTERM"
+            );
+            count_sqlite_rows(&db, by_value) > 0
+        },
+    );
     // SAFETY: kill(2) with a child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let (status, _, stderr) = wait_output(child, Duration::from_secs(30));

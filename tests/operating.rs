@@ -61,11 +61,11 @@ impl Running {
             child: Some(child),
             addr,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(&running.addr, "/healthz").is_none_or(|(code, _)| code != 200) {
-            assert!(Instant::now() < deadline, "weir's /healthz never answered");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            "weir's /healthz never answered",
+            || http_get(&running.addr, "/healthz").is_some_and(|(code, _)| code == 200),
+        );
         running
     }
 
@@ -294,11 +294,11 @@ fn chromedriver() -> Chromedriver {
         .spawn()
         .expect("chromedriver is not installed: apt-get install chromium chromium-driver (scripts/test.sh does)");
     let driver = Chromedriver(child, port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(20),
+        "chromedriver did not start",
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
     driver
 }
 

@@ -202,10 +202,11 @@ impl Store for SqliteStore {
 /// over many small writes (about 5 rows each at 100k users/s), so the former cap of 512 writes
 /// kept transactions near 2,500 rows while a backlog built. Counted in rows, a backlog makes
 /// transactions larger, which write fewer pages per row, and the writer catches up. The cap
-/// only bounds one transaction's time and memory; 131,072 is about what 512 full writes held.
-/// Measured 2026-12-01, alternating runs: 100k users/s offered, 85-93k rows/s achieved
-/// against 51-92k; 2M users from files, full dataflow, 20.7-22.2 s against 22.3-25.2 s.
-/// A cap of 32,768 rows gained as much at 100k users/s but lost 5-10% on the files.
+/// only bounds one transaction's time and memory (about a second of the writer's work).
+/// Measured 2026-12-01, alternating runs: 100k users/s offered, 92.6k and 92.8k users/s
+/// achieved against 51-92k; 2M users from files, full dataflow, 20.7-22.2 s against
+/// 22.3-25.2 s. A cap of 32,768 rows did about as well at 100k users/s (85-92k) but lost
+/// 5-10% on the files.
 const MAX_TRANSACTION_ROWS: usize = 131_072;
 
 /// Applies whatever writes have queued up (up to [`MAX_TRANSACTION_ROWS`]) in one

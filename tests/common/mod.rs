@@ -280,6 +280,15 @@ pub fn render_cells(cells: &[Cell]) -> Vec<String> {
     cells.iter().map(render_cell).collect()
 }
 
+/// Polls `done` every 10 ms until it holds; fails the test with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The rows of one table of a database that another process may be writing; 0 while the
 /// database or the table does not exist yet.
 pub fn count_sqlite_rows(path: &Path, table: &str) -> usize {
