@@ -385,29 +385,33 @@ async fn status_page_in_chromium_shows_live_numbers_partitions_windows_and_rejec
         first > 0 && second > first,
         "the records count must change without a reload: {first} -> {second}"
     );
-    // One row per partition, each with a position that moves.
-    let rows = client
-        .find_all(Locator::Css("#partitions tbody tr[data-partition]"))
-        .await
-        .unwrap();
-    let mut partitions = Vec::new();
-    for row in &rows {
-        partitions.push(row.attr("data-partition").await.unwrap().unwrap());
-    }
-    assert_eq!(partitions, ["0", "1", "2", "3"]);
+    // The page rebuilds its tables and chart every second, so an element found by one
+    // WebDriver call can be stale by the next: read what is needed in one script.
+    let read = |script: &'static str| {
+        let client = client.clone();
+        async move { client.execute(script, vec![]).await.unwrap() }
+    };
+    let partitions = read(
+        "return Array.from(document.querySelectorAll('#partitions tbody tr[data-partition]'), \
+         r => r.dataset.partition)",
+    )
+    .await;
+    assert_eq!(
+        partitions,
+        serde_json::json!(["0", "1", "2", "3"]),
+        "one row per partition"
+    );
     let workers = client
         .find_all(Locator::Css("#workers tbody tr"))
         .await
         .unwrap();
     assert_eq!(workers.len(), 2, "one row per worker");
-    let chart = client
-        .find(Locator::Id("chart-records"))
-        .await
-        .unwrap()
-        .attr("d")
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let chart = read(
+        "const p = document.getElementById('chart-records'); \
+         return p ? (p.getAttribute('d') || '') : ''",
+    )
+    .await;
+    let chart = chart.as_str().unwrap_or_default();
     assert!(
         chart.matches('L').count() >= 2,
         "the throughput chart has points: {chart:?}"
