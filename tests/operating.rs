@@ -135,10 +135,23 @@ fn series<'a>(
 fn metrics_count_what_was_read_and_logs_are_json_lifecycle_lines() {
     let dir = temp_dir("metrics");
     let running = Running::start(&["--log-format", "json"], &dir);
-    std::thread::sleep(Duration::from_secs(3));
-    let first = scrape(&running.addr);
-    std::thread::sleep(Duration::from_millis(1500));
-    let second = scrape(&running.addr);
+    // Wait for what the assertions below need (not a fixed time: a loaded machine may not have
+    // closed a window yet): a window result and progress written, then more records read.
+    let mut first = BTreeMap::new();
+    wait_until(
+        Duration::from_secs(60),
+        "no window result and progress written",
+        || {
+            first = scrape(&running.addr);
+            sum(&first, "weir_windows_written_total") > 0.0
+                && sum(&first, "weir_progress_writes_total") > 0.0
+        },
+    );
+    let mut second = BTreeMap::new();
+    wait_until(Duration::from_secs(30), "no more records read", || {
+        second = scrape(&running.addr);
+        sum(&second, "weir_records_read_total") > sum(&first, "weir_records_read_total")
+    });
 
     for name in [
         "weir_records_read_total",
@@ -258,7 +271,10 @@ fn a_second_signal_exits_at_once_and_a_restart_is_still_exact() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Signal once rows are being written (weir has started and installed its handlers).
+    wait_until(Duration::from_secs(60), "no row was written", || {
+        count_sqlite_rows(&db, &spec.tables.rows) > 0
+    });
     signal(&child, libc::SIGINT);
     signal(&child, libc::SIGINT);
     let started = Instant::now();
