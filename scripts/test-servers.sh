@@ -45,7 +45,9 @@ fi
 
 echo "test servers: building the CQL test server, the TLS proxy and test-certs" >&2
 (cd "$repo/testbed/cql-server" && cargo build --release --locked --quiet >&2)
-testbed="$repo/testbed/cql-server/target/release"
+# Where cargo put them: testbed/cql-server/target, or CARGO_TARGET_DIR if that is set.
+testbed="$(cd "$repo/testbed/cql-server" && cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
 
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/weir-test-servers.XXXXXX")"
 pids=()
