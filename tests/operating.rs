@@ -395,12 +395,20 @@ async fn status_page_in_chromium_shows_live_numbers_partitions_windows_and_rejec
     assert_eq!(text("dataflow-name").await, "users_created");
     assert_eq!(text("state").await, "running");
     let first = number(&text("records-total").await).expect("records read is a number");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let second = number(&text("records-total").await).expect("records read is a number");
-    assert!(
-        first > 0 && second > first,
-        "the records count must change without a reload: {first} -> {second}"
-    );
+    assert!(first > 0, "records read: {first}");
+    // The page polls every second: wait for the count to change, without a reload.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let second = number(&text("records-total").await).expect("records read is a number");
+        if second > first {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the records count must change without a reload: {first} -> {second}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // The page rebuilds its tables and chart every second, so an element found by one
     // WebDriver call can be stale by the next: read what is needed in one script.
     let read = |script: &'static str| {
