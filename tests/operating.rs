@@ -291,6 +291,20 @@ fn a_second_signal_exits_at_once_and_a_restart_is_still_exact() {
     assert_tables_eq(&expected, &read_sqlite(&db, &spec), "after a second signal");
 }
 
+/// [`wait_until`] for async tests: polls `done` every 250 ms until it holds; fails the test
+/// with `what` after `limit`.
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// chromedriver on a free port, killed on drop.
 struct Chromedriver(Child, u16);
 
@@ -373,42 +387,39 @@ async fn status_page_in_chromium_shows_live_numbers_partitions_windows_and_rejec
     };
     let number = |s: &str| s.replace(',', "").parse::<u64>().ok();
     // Wait until the page has data, windows have closed and some rejects were shown.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let windows = client
-            .find_all(Locator::Css("#windows tbody tr td:not(.empty)"))
-            .await
-            .unwrap();
-        let rejects = client
-            .find_all(Locator::Css("#rejects tbody tr td.bad"))
-            .await
-            .unwrap();
-        if !windows.is_empty() && !rejects.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no windows or rejects on the page"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(30),
+        "no windows or rejects on the page",
+        || {
+            let client = client.clone();
+            async move {
+                let windows = client
+                    .find_all(Locator::Css("#windows tbody tr td:not(.empty)"))
+                    .await
+                    .unwrap();
+                let rejects = client
+                    .find_all(Locator::Css("#rejects tbody tr td.bad"))
+                    .await
+                    .unwrap();
+                !windows.is_empty() && !rejects.is_empty()
+            }
+        },
+    )
+    .await;
     assert_eq!(text("dataflow-name").await, "users_created");
     assert_eq!(text("state").await, "running");
     let first = number(&text("records-total").await).expect("records read is a number");
     assert!(first > 0, "records read: {first}");
     // The page polls every second: wait for the count to change, without a reload.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let second = number(&text("records-total").await).expect("records read is a number");
-        if second > first {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the records count must change without a reload: {first} -> {second}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(30),
+        &format!("the records count must change without a reload (from {first})"),
+        || {
+            let second = text("records-total");
+            async move { number(&second.await).expect("records read is a number") > first }
+        },
+    )
+    .await;
     // The page rebuilds its tables and chart every second, so an element found by one
     // WebDriver call can be stale by the next: read what is needed in one script.
     let read = |script: &'static str| {
