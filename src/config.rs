@@ -680,8 +680,8 @@ pub struct RunConfig {
     pub process: usize,
     /// Addresses of all processes (cluster mode).
     pub addresses: Vec<String>,
-    /// The dataflow file.
-    pub dataflow: PathBuf,
+    /// The dataflow, loaded (once) from its file.
+    pub spec: DataflowSpec,
     /// Source.
     pub source: SourceChoice,
     /// Sink.
@@ -912,7 +912,7 @@ impl RunArgs {
             processes: *processes,
             process: *process,
             addresses,
-            dataflow: dataflow.clone(),
+            spec,
             source,
             sink,
             start,

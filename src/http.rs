@@ -60,7 +60,7 @@ pub fn serve(addr: SocketAddr, stats: Arc<Stats>) -> Result<SocketAddr> {
                     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                     loop {
                         every.tick().await;
-                        sampler.status.sample(&sampler);
+                        sampler.status.sample(sampler.totals());
                     }
                 });
                 if let Err(e) = axum::serve(listener, router(stats)).await {
@@ -101,7 +101,7 @@ fn router(stats: Arc<Stats>) -> Router {
                 async move {
                     (
                         [(header::CACHE_CONTROL, "no-store")],
-                        Json(stats.status.snapshot(&stats)),
+                        Json(stats.status.snapshot(stats.totals())),
                     )
                         .into_response()
                 }

@@ -1,27 +1,48 @@
 //! Weir: a Kafka -> timely dataflow -> Cassandra stream processor whose output stays exact
 //! through crashes.
 //!
+//! # Layers
+//!
+//! Each module belongs to one layer and imports only from its own layer and those below it
+//! (`tests/layers.rs` reads every `use crate::` and fails when one does not; it reads this
+//! table).
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 0 data | [`data`], [`failpoint`] | records, values, keys, rejects, window results, hashing, users' formatting; crash points |
+//! | 1 logic | [`time`], [`spec`], [`schema`], [`error`] | window math and watermarks, dataflow files, bytes -> record, typed errors |
+//! | 2 operators | [`operators`], [`progress`] | windows, flow control, the progress stage and its correctness argument |
+//! | 3 io | [`source`], [`sink`], [`metrics`], [`status`], [`security`], [`producer`] | readers and the source operator; stores and the sink operator; counters; Kafka security; `weir produce` |
+//! | 4 runtime | [`runtime`], [`http`] | the engine: starts the cluster, builds and drives the dataflow; the status page server |
+//! | 5 app | [`config`], [`app`] | the command line, resolved once; a resolved run -> an engine |
+//!
+//! # Modules
+//!
 //! | module | role |
 //! |---|---|
-//! | [`config`] | command line (clap) and the resolved run configuration |
-//! | [`spec`] | dataflow files (`dataflows/*.toml`): schema, windows, aggregates, tables |
-//! | [`schema`] | message bytes -> typed record, or the reason it is a bad record |
+//! | [`data`] | the ground floor: plain data, no I/O |
+//! | [`failpoint`] | crash points for tests |
 //! | [`time`] | window arithmetic and per-partition watermarks |
-//! | [`source`] | the source operator; Kafka, generator and file readers; partition assignment |
-//! | [`operators`] | the window operator (frontier-gated aggregates) |
-//! | [`sink`] | the sink operator; Cassandra, SQLite and null stores; table layouts |
-//! | [`progress`] | resume offsets, and the argument that output is exactly once |
-//! | [`runtime`] | starts the cluster, builds the dataflow, writes progress, stops cleanly |
-//! | [`producer`] | `weir produce`: randomuser.me API, generator or file -> formatted users -> Kafka |
+//! | [`spec`] | dataflow files (`dataflows/*.toml`): schema, windows, aggregates, tables |
+//! | [`schema`] | message bytes -> typed record, or the typed reason it is a bad record |
+//! | [`error`] | infrastructure errors with a retry class; the first error a thread reports |
+//! | [`operators`] | the window operator (frontier-gated aggregates); flow control |
+//! | [`progress`] | the progress stage: resume offsets, and the argument that output is exactly once |
+//! | [`source`] | the source operator; Kafka, generator, file and in-memory readers; partition assignment |
+//! | [`sink`] | the sink operator; Cassandra, SQLite, null and in-memory stores; table layouts |
 //! | [`metrics`] | totals and Prometheus metrics |
 //! | [`status`] | the status page's model: workers, partitions, throughput, recent events |
-//! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz` |
 //! | [`security`] | Kafka SASL/TLS flags -> librdkafka settings; secrets and their redaction |
-//! | [`failpoint`] | crash points for tests |
-//! | [`error`] | infrastructure errors |
+//! | [`producer`] | `weir produce`: randomuser.me API, generator or file -> formatted users -> Kafka |
+//! | [`runtime`] | [`runtime::run`]: the engine, started with its input, store and shutdown as values |
+//! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz` |
+//! | [`config`] | command line (clap) and the resolved run configuration |
+//! | [`app`] | a resolved run configuration -> the engine's values, and run |
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod failpoint;
 pub mod http;

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
         &shutdown,
         "weir: stopping at the next safe point (signal again to exit at once; that is safe too)",
     );
-    match weir::runtime::run(config, shutdown) {
+    match weir::app::run(config, shutdown) {
+        Ok(summary) if summary.stopped => {
+            eprintln!("weir: stopped cleanly; {}", summary.stats.summary());
+            ExitCode::SUCCESS
+        }
         Ok(summary) => {
             eprintln!("weir: input ended; {}", summary.stats.summary());
             ExitCode::SUCCESS

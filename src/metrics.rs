@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::status::StatusBoard;
+use crate::status::{StatusBoard, Totals};
 
 /// Process-wide totals, the Prometheus metrics and the status board.
 #[derive(Debug, Default)]
@@ -42,7 +42,7 @@ pub struct Stats {
     /// Retried sink writes.
     pub retries: AtomicU64,
     /// Rows submitted to the sink and not yet acknowledged (the source pauses when too many).
-    pub in_flight_rows: AtomicU64,
+    pub in_flight_rows: std::sync::Arc<AtomicU64>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// What the status page shows.
@@ -64,6 +64,21 @@ impl Stats {
             self.windows_written.load(Relaxed),
             self.progress_written.load(Relaxed),
         )
+    }
+
+    /// The totals, for the status page.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            records: self.messages.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            dead_letters: self.dead_letters.load(Relaxed),
+            late: self.late.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            windows_written: self.windows_written.load(Relaxed),
+            progress_written: self.progress_written.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            rows_in_flight: self.in_flight_rows.load(Relaxed),
+        }
     }
 
     /// A sink write was retried.

@@ -1,98 +1,128 @@
-//! The runtime: connects the store, reads progress, starts the timely cluster, builds the
-//! dataflow on every worker and drives it, writing progress records as the durable frontier
-//! advances.
+//! The runtime: prepares the store, reads progress, starts the timely cluster, builds the
+//! dataflow on every worker and drives it until the input ends, a shutdown reaches its safe
+//! point, or an infrastructure error stops it. It never ends the process: [`run`] returns a
+//! [`Summary`] or the error, and the binary chooses the exit code.
 //!
 //! ```text
 //!  source ──observations──► windows ──results──┐
-//!    │   └──records────────────────────────────┼──► sink ──► durable (probe) ──► progress writer
-//!    └─────rejects─────────────────────────────┘                                  (worker loop)
+//!    │   ├──records────────────────────────────┼──► sink ──durable──┐
+//!    │   └──rejects────────────────────────────┘                    ▼
+//!    └──notes (what each offset retires) ──────────────────────► progress ──► events ──► worker loop
 //! ```
 //!
+//! Everything the engine runs on comes in as a value ([`Engine`]): the dataflow, the timely
+//! configuration, the [`Input`] (which makes each worker's reader), the [`Store`], the
+//! counters and the shutdown flag. Tests start it in-process with an in-memory topic and
+//! store ([`crate::source::memory`], [`crate::sink::memory`]).
+//!
 //! Stopping. Bounded input ends when every source has dropped its capabilities: the final
-//! frontier closes every window, the sink writes them, the durable frontier becomes empty, each
-//! worker writes its final progress and returns. On a shutdown request the sources stop
-//! reading but keep their capabilities (open windows must not look complete); each worker
-//! waits until everything below the source frontier is durable, writes its final progress,
-//! and the process exits 0 without tearing the dataflow down.
+//! frontier closes every window, the sink writes them, the durable frontier becomes empty, and
+//! each worker's progress operator writes its final record. On a shutdown request the sources
+//! stop reading but keep their capabilities (open windows must not look complete); each
+//! progress operator waits until everything read is durable (or the shutdown timeout), writes
+//! its final record, and its worker parks, stepping until every worker of the process has,
+//! then returns *without stepping again*: the dataflow is removed unscheduled
+//! (`drop_dataflow`), so no capability it held is ever seen released and no open window is
+//! emitted. An error reported to the
+//! [`FirstError`] makes every worker return it at once, also without stepping again.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use crate::config::{RunConfig, SinkChoice, SourceChoice};
-use crate::error::{Error, Result};
+use crate::error::{Error, FirstError, Result};
 use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
-use crate::progress::{PartitionLedger, PartitionProgress};
+use crate::operators::flow::FlowControl;
+use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSettings};
 use crate::schema::Schema;
-use crate::sink::cassandra::CassandraStore;
-use crate::sink::sqlite::SqliteStore;
-use crate::sink::{NullStore, Store, TableSet};
-use crate::source::generator::GeneratorReader;
-use crate::source::{file::FileReader, kafka::KafkaReader, Reader, SourceParts};
+use crate::sink::{Store, TableSet};
+use crate::source::{Committer, Input, SourceParts, StartAt};
 use crate::spec::DataflowSpec;
-use crate::status::{DataflowInfo, PartitionStatus, WindowNames, WorkerStatus};
+use crate::status::{DataflowInfo, WindowNames};
+
+/// Everything the engine runs on.
+pub struct Engine {
+    /// The dataflow.
+    pub spec: DataflowSpec,
+    /// Timely's configuration (threads, processes, addresses).
+    pub timely: timely::Config,
+    /// The shape of the cluster, for the status page and logs.
+    pub cluster: Cluster,
+    /// What the dataflow reads.
+    pub input: Box<dyn Input>,
+    /// Where its tables live.
+    pub store: Arc<dyn Store>,
+    /// Counters, metrics and the status page (the caller may serve them).
+    pub stats: Arc<Stats>,
+    /// Set to stop at the next safe point.
+    pub shutdown: Arc<AtomicBool>,
+    /// Tuning.
+    pub settings: Settings,
+}
+
+/// The shape of the cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// This process.
+    pub process: usize,
+}
+
+/// How the engine behaves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Start position of partitions without progress.
+    pub start: StartAt,
+    /// Messages per activation.
+    pub batch: usize,
+    /// Larger messages are dead letters.
+    pub max_record_bytes: usize,
+    /// Sources pause above this many rows in flight.
+    pub max_in_flight: u64,
+    /// Changed progress records are written at most this often.
+    pub progress_interval: Duration,
+    /// How often sources look for new partitions (when the input can grow).
+    pub partition_discovery: Duration,
+    /// How long a shutdown waits for what was read to become durable.
+    pub shutdown_timeout: Duration,
+    /// Print a line per closed window and dimension.
+    pub print_windows: bool,
+}
 
 /// What a finished run did.
 #[derive(Debug)]
 pub struct Summary {
     /// Counters.
     pub stats: Arc<Stats>,
+    /// A shutdown request stopped it (rather than the end of its input).
+    pub stopped: bool,
 }
 
-/// Logs an infrastructure error and ends the process without releasing anything: no
-/// capability is dropped, so nothing downstream mistakes the failure for completion, and
-/// no progress covers unacknowledged writes. A restart resumes from the stored progress.
-pub fn fatal(error: &Error) -> ! {
-    tracing::error!("{error}");
-    eprintln!("weir: {error}");
-    std::process::exit(error.exit_code().max(1))
-}
-
-fn connect_store(config: &RunConfig, stats: &Arc<Stats>) -> Result<Arc<dyn Store>> {
-    Ok(match &config.sink {
-        SinkChoice::Null => Arc::new(NullStore),
-        SinkChoice::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
-        SinkChoice::Cassandra(c) => {
-            Arc::new(CassandraStore::connect(c.clone(), Arc::clone(stats))?)
-        }
-    })
-}
-
-/// A stable name for the source, stored with its progress.
-fn source_id(config: &RunConfig) -> String {
-    match &config.source {
-        SourceChoice::Kafka(k) => format!("kafka:{}", k.topic),
-        SourceChoice::Generator(g) => format!(
-            "generator:seed={},partitions={},rate={}",
-            g.seed, g.partitions, g.rate
-        ),
-        SourceChoice::Files(dir) => {
-            format!(
-                "file:{}",
-                std::fs::canonicalize(dir)
-                    .unwrap_or_else(|_| dir.clone())
-                    .display()
-            )
-        }
-    }
-}
-
-/// Runs a dataflow until its input ends or `shutdown` is set.
-pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
-    let spec = DataflowSpec::load(&config.dataflow)?;
-    let stats = Arc::new(Stats::default());
-    let store = connect_store(&config, &stats)?;
+/// Runs a dataflow until its input ends, `shutdown` is set, or an infrastructure error.
+pub fn run(engine: Engine) -> Result<Summary> {
+    let Engine {
+        spec,
+        timely,
+        cluster,
+        mut input,
+        store,
+        stats,
+        shutdown,
+        settings,
+    } = engine;
+    let failed = FirstError::default();
     let tables = Arc::new(TableSet::new(&spec));
-    store.prepare(&tables)?;
-    let source = source_id(&config);
+    store.prepare(&tables, &failed)?;
+    let source_id = input.id();
     let restored: HashMap<i32, PartitionProgress> = store
-        .read_progress(&spec.name, &source)?
+        .read_progress(&spec.name, &source_id)?
         .into_iter()
         .map(|p| (p.partition, p))
         .collect();
@@ -101,42 +131,13 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         .map(|p| p.durable_frontier)
         .max()
         .unwrap_or(0);
-
     // The generator's time origin is part of its data: keep the stored one.
-    let mut config = config;
-    if let SourceChoice::Generator(g) = &mut config.source {
-        if let Some(stored) = restored.values().map(|p| p.epoch).max().filter(|e| *e > 0) {
-            g.epoch_ms = stored as u64;
-        }
+    if let Some(stored) = restored.values().map(|p| p.epoch).max().filter(|e| *e > 0) {
+        input.restore_epoch(stored);
     }
-    let epoch = match &config.source {
-        SourceChoice::Generator(g) => g.epoch_ms as i64,
-        _ => 0,
-    };
-    if let SourceChoice::Kafka(k) = &config.source {
-        // Fail fast, with one line, when the broker or topic is not there.
-        KafkaReader::connect(k.clone())?;
-    }
-    if let SourceChoice::Files(dir) = &config.source {
-        crate::source::file::partition_files(dir)?;
-    }
+    // Fail fast, with one line, when the broker, topic or files are not there.
+    input.check()?;
 
-    let source_text = match &config.source {
-        SourceChoice::Kafka(k) => format!("kafka {} topic {}", k.brokers, k.topic),
-        SourceChoice::Generator(g) => format!(
-            "built-in generator (seed {}, {} partitions, {}, {})",
-            g.seed,
-            g.partitions,
-            if g.rate > 0.0 {
-                format!("{} users/s", g.rate)
-            } else {
-                "unthrottled".into()
-            },
-            g.count
-                .map_or("unbounded".to_string(), |n| format!("{n} users"))
-        ),
-        SourceChoice::Files(dir) => format!("files {}", dir.display()),
-    };
     let resumed = if restored.is_empty() {
         "no stored progress".to_string()
     } else {
@@ -145,6 +146,7 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
     // Neither description contains a credential: they name brokers, contact points, topic
     // and keyspace only, and host lists with credentials are refused at start
     // (`security::no_credentials_in`; tested in tests/security.rs).
+    let source_text = input.describe();
     stats
         .metrics
         .set_build_info(&spec.name, &source_text, &store.describe());
@@ -154,60 +156,90 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         topic: spec.topic.clone(),
         source: source_text.clone(),
         sink: store.describe(),
-        workers: config.workers,
-        processes: config.processes,
-        process: config.process,
+        workers: cluster.workers,
+        processes: cluster.processes,
+        process: cluster.process,
         names: WindowNames::new(&spec),
     });
-    let status_url = match config.metrics_addr {
-        Some(addr) => {
-            let bound = crate::http::serve(addr, Arc::clone(&stats))?;
-            format!("http://{bound}/ (metrics at /metrics)")
-        }
-        None => "off".to_string(),
-    };
     tracing::info!(
         dataflow = %spec.name,
         file = %spec.path.display(),
         source = %source_text,
         sink = %store.describe(),
-        workers = config.workers,
-        processes = config.processes,
-        status = %status_url,
+        workers = cluster.workers,
+        processes = cluster.processes,
         "start ({resumed})"
     );
 
-    let timely_config = config.timely_config()?;
-    let local_workers = config.workers;
-    let parked = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(Shared {
+        epoch: input.epoch(),
+        input: Arc::from(input),
         spec,
         store,
         tables,
         stats: Arc::clone(&stats),
         restored,
         suppress_below,
-        source_id: source,
-        epoch,
+        source_id,
         shutdown,
-        parked,
-        local_workers,
-        config,
+        parked: AtomicUsize::new(0),
+        local_workers: cluster.workers,
+        failed: failed.clone(),
+        settings,
     });
-    let guards = timely::execute(timely_config, move |worker| {
-        let shared = Arc::clone(&shared);
-        run_worker(worker, &shared)
+    let (results, collected) = mpsc::channel();
+    let guards = timely::execute(timely, move |worker| {
+        let outcome = run_worker(worker, &shared);
+        // Timely would go on stepping a dataflow that has not completed (sources that stopped
+        // keep their capabilities): remove it unscheduled instead, so that nothing it holds is
+        // seen released and nothing more is written.
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+        let result = match outcome {
+            Ok(stopped) => Ok(stopped),
+            Err(error) => {
+                // The peers of this process stop too: they look at the same FirstError. (An
+                // error that came from it is already there; the first one reported wins.)
+                shared.failed.report(error);
+                Err(())
+            }
+        };
+        let _ = results.send(result);
     })
     .map_err(Error::Cluster)?;
-    for result in guards.join() {
-        result.map_err(|e| Error::Cluster(format!("a worker failed: {e}")))??;
+    let mut stopped = false;
+    for _ in 0..cluster.workers {
+        match collected.recv() {
+            Ok(Ok(worker_stopped)) => stopped |= worker_stopped,
+            Ok(Err(())) => {}
+            Err(_) => failed.report(Error::Cluster(
+                "a worker thread ended without a result".into(),
+            )),
+        }
     }
-    Ok(Summary { stats })
+    if let Some(error) = failed.take() {
+        // Worker threads have returned; with several processes the network threads may wait
+        // for peers that are still running, so they are not joined here (the process ends).
+        if cluster.processes > 1 {
+            std::mem::forget(guards);
+        }
+        return Err(error);
+    }
+    if cluster.processes > 1 {
+        std::mem::forget(guards);
+    } else {
+        for result in guards.join() {
+            result.map_err(|e| Error::Cluster(format!("a worker failed: {e}")))?;
+        }
+    }
+    Ok(Summary { stats, stopped })
 }
 
 /// What every worker shares.
 struct Shared {
     spec: DataflowSpec,
+    input: Arc<dyn Input>,
     store: Arc<dyn Store>,
     tables: Arc<TableSet>,
     stats: Arc<Stats>,
@@ -216,57 +248,82 @@ struct Shared {
     source_id: String,
     epoch: i64,
     shutdown: Arc<AtomicBool>,
-    /// Workers of this process that reached a safe point after a shutdown request.
-    parked: Arc<AtomicUsize>,
+    /// Workers of this process that reached a safe point after their final progress.
+    parked: AtomicUsize,
     local_workers: usize,
-    config: RunConfig,
+    failed: FirstError,
+    settings: Settings,
 }
 
-fn make_reader(config: &RunConfig) -> Result<Box<dyn Reader>> {
-    Ok(match &config.source {
-        SourceChoice::Kafka(k) => Box::new(KafkaReader::connect(k.clone())?),
-        SourceChoice::Generator(g) => Box::new(GeneratorReader::new(g.clone())),
-        SourceChoice::Files(dir) => Box::new(FileReader::new(dir)?),
-    })
+/// Progress records go to the store's progress table; offsets then to the consumer group.
+struct StoreProgressLog {
+    store: Arc<dyn Store>,
+    tables: Arc<TableSet>,
+    source_id: String,
+    committer: Box<dyn Committer>,
+    stats: Arc<Stats>,
 }
 
-fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()> {
-    let ledgers: Rc<RefCell<BTreeMap<i32, PartitionLedger>>> = Rc::default();
-    let reader = Rc::new(RefCell::new(make_reader(&shared.config)?));
-    let start = shared.config.start;
+impl ProgressLog for StoreProgressLog {
+    fn write(&self, records: Vec<PartitionProgress>, done: Box<dyn FnOnce() + Send>) {
+        let rows = records
+            .iter()
+            .map(|p| self.tables.progress_cells(&self.source_id, p))
+            .collect();
+        let (stats, count) = (Arc::clone(&self.stats), records.len() as u64);
+        self.store.write(
+            TableSet::PROGRESS,
+            rows,
+            Box::new(move || {
+                stats.progress_written.fetch_add(count, Ordering::Relaxed);
+                done();
+            }),
+        );
+    }
+
+    fn commit(&self, offsets: &[(i32, i64)]) {
+        self.committer.commit(offsets);
+    }
+}
+
+/// Builds the dataflow on one worker and drives it; `Ok(true)` when a shutdown stopped it.
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bool> {
+    let settings = &shared.settings;
+    let reader = shared.input.reader()?;
+    let committer = reader.committer();
     let durable_probe = ProbeHandle::new();
     let source_probe = ProbeHandle::new();
-    // Unknown until the window operator first runs: no limit before then.
-    let windows_input = Rc::new(std::cell::Cell::new(u64::MAX));
+    let flow = FlowControl::new(
+        Arc::clone(&shared.stats.in_flight_rows),
+        settings.max_in_flight,
+    );
+    let (events, progress_events) = mpsc::channel();
     worker.dataflow::<u64, _, _>(|scope| {
         let parts = SourceParts {
             spec: shared.spec.clone(),
-            schema: Schema::new(&shared.spec, shared.config.max_record_bytes),
-            reader: Rc::clone(&reader),
+            schema: Schema::new(&shared.spec, settings.max_record_bytes),
+            reader,
             restored: shared.restored.clone(),
-            start,
-            batch: shared.config.batch,
+            start: settings.start,
+            batch: settings.batch,
             stop: Arc::clone(&shared.shutdown),
-            ledgers: Rc::clone(&ledgers),
             stats: Arc::clone(&shared.stats),
-            discovery_interval: matches!(shared.config.source, SourceChoice::Kafka(_))
-                .then_some(shared.config.partition_discovery),
-            max_in_flight: shared.config.max_in_flight,
-            windows_input: Rc::clone(&windows_input),
+            discovery_interval: shared.input.grows().then_some(settings.partition_discovery),
+            flow: flow.clone(),
+            failed: shared.failed.clone(),
         };
         let source = crate::source::render(scope, parts);
         let records = source.records.probe_with(&source_probe);
-        let rejects = source.rejects;
         let windows = crate::operators::window::render(
             source.observations,
             &shared.spec,
             shared.suppress_below,
-            !shared.config.quiet,
-            windows_input,
+            settings.print_windows,
+            &flow.windows,
         );
-        crate::sink::render(
+        let durable = crate::sink::render(
             records,
-            rejects,
+            source.rejects,
             windows,
             Arc::clone(&shared.store),
             Arc::clone(&shared.tables),
@@ -274,308 +331,149 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             &shared.spec,
         )
         .probe_with(&durable_probe);
+        let log = StoreProgressLog {
+            store: Arc::clone(&shared.store),
+            tables: Arc::clone(&shared.tables),
+            source_id: shared.source_id.clone(),
+            committer,
+            stats: Arc::clone(&shared.stats),
+        };
+        crate::progress::render(
+            source.notes,
+            durable,
+            Box::new(log),
+            ProgressSettings {
+                interval: settings.progress_interval,
+                suppress_below: shared.suppress_below,
+                epoch: shared.epoch,
+                stop: Arc::clone(&shared.shutdown),
+                shutdown_timeout: settings.shutdown_timeout,
+                rows_in_flight: Arc::clone(&shared.stats.in_flight_rows),
+            },
+            events,
+        );
     });
 
-    let mut progress = ProgressWriter::new(shared, worker.index());
-    let mut publisher = StatusPublisher::new(worker.index());
-    let mut shutdown_since: Option<Instant> = None;
+    let index = worker.index();
+    let mut published: Option<Instant> = None;
+    let mut stopping = false;
+    let mut logged: Option<Instant> = None;
     loop {
         worker.step_or_park(Some(Duration::from_millis(20)));
-        let durable = durable_probe.with_frontier(|f| f.first().copied());
-        progress.poll(&reader);
-        if durable.is_none() {
-            // Bounded input: everything is written.
-            progress.write_final(&ledgers, None, &reader);
-            return Ok(());
+        if shared.failed.is_set() {
+            return Err(stopped_by_error());
         }
-        progress.maybe_write(&ledgers, durable, false);
-        if let Some(frontier) = source_probe.with_frontier(|f| f.first().copied()) {
-            shared.stats.frontier_clock.note(frontier);
+        if let Some(f) = source_probe.with_frontier(|f| f.first().copied()) {
+            shared.stats.frontier_clock.note(f);
         }
-        publisher.maybe_publish(
-            shared,
-            &ledgers,
-            &reader,
-            &source_probe,
-            durable,
-            &progress.durable,
-        );
-        if shared.shutdown.load(Ordering::Relaxed) {
-            if shutdown_since.is_none() {
-                tracing::info!(
-                    worker = worker.index(),
-                    "shutdown requested: stopped reading, writing what the frontier completed"
-                );
-                shared.stats.status.set_stopping();
+        let mut finished = false;
+        for event in progress_events.try_iter() {
+            match event {
+                ProgressEvent::Durable(offsets) => {
+                    note_durable(shared, index, &offsets, &mut logged);
+                }
+                ProgressEvent::Final => finished = true,
             }
-            let since = *shutdown_since.get_or_insert_with(Instant::now);
-            let source = source_probe.with_frontier(|f| f.first().copied());
-            let drained =
-                source == durable && shared.stats.in_flight_rows.load(Ordering::Relaxed) == 0;
-            if drained || since.elapsed() > shared.config.shutdown_timeout {
-                progress.write_final(&ledgers, durable, &reader);
-                let parked = shared.parked.fetch_add(1, Ordering::AcqRel) + 1;
-                tracing::info!(worker = worker.index(), "stopped at a safe point");
-                // Keep stepping (peers may need this worker to close their windows) until every
-                // worker of this process is parked; then exit without dropping the dataflow:
-                // dropping it would release capabilities and make open windows look complete.
-                while shared.parked.load(Ordering::Acquire) < shared.local_workers {
-                    worker.step_or_park(Some(Duration::from_millis(5)));
-                }
-                if parked == shared.local_workers {
-                    eprintln!("weir: stopped cleanly; {}", shared.stats.summary());
-                    std::process::exit(0);
-                }
-                loop {
-                    worker.step_or_park(Some(Duration::from_millis(50)));
-                }
-            }
+        }
+        if published.is_none_or(|at| at.elapsed() >= Duration::from_millis(250)) {
+            published = Some(Instant::now());
+            publish_frontiers(shared, index, &source_probe, &durable_probe);
+        }
+        if shared.shutdown.load(Ordering::Relaxed) && !stopping {
+            stopping = true;
+            tracing::info!(
+                worker = index,
+                "shutdown requested: stopped reading, writing what the frontier completed"
+            );
+            shared.stats.status.set_stopping();
+        }
+        if finished {
+            break;
         }
     }
+    publish_frontiers(shared, index, &source_probe, &durable_probe);
+    if !stopping {
+        return Ok(false);
+    }
+    // Keep stepping (peers may need this worker to close their windows) until every worker of
+    // this process has written its final progress; then return without stepping again.
+    shared.parked.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(worker = index, "stopped at a safe point");
+    while shared.parked.load(Ordering::Acquire) < shared.local_workers {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+        if shared.failed.is_set() {
+            return Err(stopped_by_error());
+        }
+    }
+    Ok(true)
 }
 
-/// Publishes a worker's frontiers, positions and lag to the metrics and the status board, a
-/// few times a second.
-struct StatusPublisher {
+/// What a worker returns when an error reported to the [`FirstError`] stops it (`run` returns
+/// the reported error itself).
+fn stopped_by_error() -> Error {
+    Error::Cluster("stopped by an error reported by another thread".into())
+}
+
+/// A progress record became durable: metrics, status page, and a log line a minute.
+fn note_durable(
+    shared: &Shared,
     worker: usize,
-    last: Option<Instant>,
-}
-
-impl StatusPublisher {
-    const EVERY: Duration = Duration::from_millis(250);
-
-    fn new(worker: usize) -> Self {
-        StatusPublisher { worker, last: None }
-    }
-
-    fn maybe_publish(
-        &mut self,
-        shared: &Shared,
-        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
-        reader: &Rc<RefCell<Box<dyn Reader>>>,
-        source_probe: &ProbeHandle<u64>,
-        durable: Option<u64>,
-        durable_offsets: &BTreeMap<i32, i64>,
-    ) {
-        if self.last.is_some_and(|at| at.elapsed() < Self::EVERY) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let metrics = &shared.stats.metrics;
-        let worker = WorkerLabels {
-            worker: self.worker,
-        };
-        // Time 0 is the source's initial capability, before it has read anything.
-        let frontier = source_probe
-            .with_frontier(|f| f.first().copied())
-            .filter(|t| *t > 0);
-        let durable = durable.filter(|t| *t > 0);
-        let now = crate::time::now_ms();
-        if let Some(f) = frontier {
-            metrics
-                .event_time_frontier
-                .get_or_create(&worker)
-                .set(f as f64 / 1000.0);
-            metrics
-                .frontier_lag
-                .get_or_create(&worker)
-                .set(now.saturating_sub(f) as f64 / 1000.0);
-        }
-        if let Some(d) = durable {
-            metrics
-                .durable_frontier
-                .get_or_create(&worker)
-                .set(d as f64 / 1000.0);
-        }
-        let reader = reader.borrow();
-        let mut partitions = Vec::new();
-        for (partition, ledger) in ledgers.borrow().iter() {
-            let labels = PartitionLabels {
-                worker: self.worker,
-                partition: *partition,
-            };
-            // At least the position: statistics may be a second old.
-            let high_watermark = reader
-                .high_watermark(*partition)
-                .map(|h| h.max(ledger.next_offset));
-            let lag = high_watermark.map(|h| (h - ledger.next_offset).max(0));
-            metrics
-                .position
-                .get_or_create(&labels)
-                .set(ledger.next_offset);
-            if let (Some(h), Some(l)) = (high_watermark, lag) {
-                metrics.high_watermark.get_or_create(&labels).set(h);
-                metrics.consumer_lag.get_or_create(&labels).set(l);
-            }
-            partitions.push(PartitionStatus {
-                partition: *partition,
-                position: ledger.next_offset,
-                high_watermark,
-                lag,
-                durable_offset: durable_offsets.get(partition).copied(),
-                watermark_ms: ledger.clock.watermark,
-                records: metrics.records_read.get_or_create(&labels).get(),
-                finished: ledger.finished,
-            });
-        }
-        shared.stats.status.set_worker(WorkerStatus {
-            worker: self.worker,
-            frontier_ms: frontier,
-            durable_ms: durable,
-            partitions,
-        });
-    }
-}
-
-/// (partition, resume offset) pairs.
-type Offsets = Vec<(i32, i64)>;
-
-/// Writes this worker's progress records, one write in flight at a time.
-struct ProgressWriter<'a> {
-    shared: &'a Shared,
-    worker: usize,
-    written: HashMap<i32, (i64, u64)>,
-    /// Set by the store when the write in flight is durable: the offsets it recorded.
-    in_flight: Arc<Mutex<Option<Offsets>>>,
-    busy: bool,
-    last: Instant,
-    /// Resume offsets of the last durable progress record, per partition.
-    durable: BTreeMap<i32, i64>,
-    /// When progress was last logged at info level.
-    logged: Option<Instant>,
-}
-
-impl<'a> ProgressWriter<'a> {
-    fn new(shared: &'a Shared, worker: usize) -> Self {
-        ProgressWriter {
-            shared,
+    offsets: &[(i32, i64)],
+    logged: &mut Option<Instant>,
+) {
+    let metrics = &shared.stats.metrics;
+    for (partition, offset) in offsets {
+        let labels = PartitionLabels {
             worker,
-            written: HashMap::new(),
-            in_flight: Arc::default(),
-            busy: false,
-            last: Instant::now(),
-            durable: BTreeMap::new(),
-            logged: None,
-        }
+            partition: *partition,
+        };
+        metrics.durable_offset.get_or_create(&labels).set(*offset);
     }
+    metrics
+        .progress_writes
+        .get_or_create(&WorkerLabels { worker })
+        .inc();
+    shared.stats.status.set_durable_offsets(worker, offsets);
+    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *logged = Some(Instant::now());
+        tracing::info!(worker, offsets = ?offsets, "progress written");
+    } else {
+        tracing::debug!(worker, offsets = ?offsets, "progress written");
+    }
+}
 
-    /// Notices an acknowledged progress write and commits its offsets to Kafka.
-    fn poll(&mut self, reader: &Rc<RefCell<Box<dyn Reader>>>) {
-        let acknowledged = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(offsets) = acknowledged {
-            self.busy = false;
-            reader.borrow().commit(&offsets);
-            let metrics = &self.shared.stats.metrics;
-            for (partition, offset) in &offsets {
-                self.durable.insert(*partition, *offset);
-                let labels = PartitionLabels {
-                    worker: self.worker,
-                    partition: *partition,
-                };
-                metrics.durable_offset.get_or_create(&labels).set(*offset);
-            }
-            metrics
-                .progress_writes
-                .get_or_create(&WorkerLabels {
-                    worker: self.worker,
-                })
-                .inc();
-            // One line a minute per worker; every write at debug level.
-            if self
-                .logged
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-            {
-                self.logged = Some(Instant::now());
-                tracing::info!(worker = self.worker, offsets = ?self.durable, "progress written");
-            } else {
-                tracing::debug!(worker = self.worker, offsets = ?offsets, "progress written");
-            }
-        }
+/// Publishes a worker's frontiers to the metrics and the status board.
+fn publish_frontiers(
+    shared: &Shared,
+    worker: usize,
+    source_probe: &ProbeHandle<u64>,
+    durable_probe: &ProbeHandle<u64>,
+) {
+    let metrics = &shared.stats.metrics;
+    let labels = WorkerLabels { worker };
+    // Time 0 is the source's initial capability, before it has read anything.
+    let frontier = source_probe
+        .with_frontier(|f| f.first().copied())
+        .filter(|t| *t > 0);
+    let durable = durable_probe
+        .with_frontier(|f| f.first().copied())
+        .filter(|t| *t > 0);
+    if let Some(f) = frontier {
+        let now = crate::time::now_ms();
+        metrics
+            .event_time_frontier
+            .get_or_create(&labels)
+            .set(f as f64 / 1000.0);
+        metrics
+            .frontier_lag
+            .get_or_create(&labels)
+            .set(now.saturating_sub(f) as f64 / 1000.0);
     }
-
-    /// Writes the records that changed, at most every `progress_interval`.
-    fn maybe_write(
-        &mut self,
-        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
-        durable: Option<u64>,
-        force: bool,
-    ) -> bool {
-        if self.busy || (!force && self.last.elapsed() < self.shared.config.progress_interval) {
-            return false;
-        }
-        self.last = Instant::now();
-        let mut changed = Vec::new();
-        for (partition, ledger) in ledgers.borrow_mut().iter_mut() {
-            let (resume_offset, watermark) = ledger.resume_point(durable);
-            // The final write always carries the latest durable frontier, so that a restart
-            // does not recompute windows that are already written.
-            if force || self.written.get(partition) != Some(&(resume_offset, watermark)) {
-                changed.push(PartitionProgress {
-                    partition: *partition,
-                    resume_offset,
-                    watermark,
-                    // Windows ending below the stored frontiers were durable before this run
-                    // started, and records before a restored resume offset retired under those
-                    // frontiers: the stored frontier never goes back (see crate::progress).
-                    durable_frontier: durable
-                        .map_or(u64::MAX, |d| d.max(self.shared.suppress_below)),
-                    epoch: self.shared.epoch,
-                });
-            }
-        }
-        if changed.is_empty() {
-            return false;
-        }
-        crate::failpoint::hit("progress.before_write");
-        let rows = changed
-            .iter()
-            .map(|p| self.shared.tables.progress_cells(&self.shared.source_id, p))
-            .collect();
-        for p in &changed {
-            self.written
-                .insert(p.partition, (p.resume_offset, p.watermark));
-        }
-        let offsets: Vec<(i32, i64)> = changed
-            .iter()
-            .map(|p| (p.partition, p.resume_offset))
-            .collect();
-        let (slot, stats) = (Arc::clone(&self.in_flight), Arc::clone(&self.shared.stats));
-        let count = changed.len() as u64;
-        self.busy = true;
-        self.shared.store.write(
-            TableSet::PROGRESS,
-            rows,
-            Box::new(move || {
-                crate::failpoint::hit("progress.after_write");
-                stats.progress_written.fetch_add(count, Ordering::Relaxed);
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(offsets);
-            }),
-        );
-        true
+    if let Some(d) = durable {
+        metrics
+            .durable_frontier
+            .get_or_create(&labels)
+            .set(d as f64 / 1000.0);
     }
-
-    /// Writes the final records and waits until they are durable.
-    fn write_final(
-        &mut self,
-        ledgers: &Rc<RefCell<BTreeMap<i32, PartitionLedger>>>,
-        durable: Option<u64>,
-        reader: &Rc<RefCell<Box<dyn Reader>>>,
-    ) {
-        while self.busy {
-            self.poll(reader);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // The final progress is a lifecycle event: always at info.
-        self.logged = None;
-        if self.maybe_write(ledgers, durable, true) {
-            while self.busy {
-                self.poll(reader);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
+    shared.stats.status.set_frontiers(worker, frontier, durable);
 }

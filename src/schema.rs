@@ -5,101 +5,17 @@
 //! dead letter with its reason, partition and offset.
 
 use compact_str::{format_compact, CompactString, ToCompactString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+pub use crate::data::record::{Key, Record, Value};
+pub use crate::data::reject::{truncate_payload, Reason, ReasonKind, DEAD_LETTER_PAYLOAD_BYTES};
 use crate::spec::{DataflowSpec, EventTime, FieldType};
 
 /// The largest message parsed by default; larger ones are dead letters.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
-/// How much of a bad record's payload the dead-letter table keeps.
-pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 4096;
-
-/// A typed value of one field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Value {
-    /// Absent or JSON null (optional fields only).
-    Null,
-    /// Text (up to 24 bytes inline).
-    Text(CompactString),
-    /// A UUID, as its 128 bits.
-    Uuid(u128),
-    /// An integer.
-    Int(i64),
-    /// A float.
-    Float(f64),
-    /// A boolean.
-    Bool(bool),
-    /// Epoch milliseconds.
-    Timestamp(i64),
-}
-
-impl Value {
-    /// The value as a dimension label: text as is, numbers in decimal, null as `null`.
-    pub fn label(&self) -> CompactString {
-        match self {
-            Value::Null => CompactString::const_new("null"),
-            Value::Text(s) => s.clone(),
-            Value::Uuid(u) => uuid::Uuid::from_u128(*u).to_compact_string(),
-            Value::Int(i) => i.to_compact_string(),
-            Value::Float(f) => f.to_compact_string(),
-            Value::Bool(b) => b.to_compact_string(),
-            Value::Timestamp(t) => t.to_compact_string(),
-        }
-    }
-
-    /// The value as a number, for sum, min and max.
-    pub fn number(&self) -> Option<f64> {
-        match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-}
-
-/// A record's key: what rows upsert on and distinct counts count.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Key {
-    /// A UUID key.
-    Uuid(u128),
-    /// An integer key.
-    Int(i64),
-    /// A text key.
-    Text(String),
-}
-
-impl Key {
-    /// A stable 64-bit hash, for routing records between workers.
-    pub fn route(&self) -> u64 {
-        match self {
-            Key::Uuid(u) => crate::source::assign::mix64((*u as u64) ^ ((*u >> 64) as u64)),
-            Key::Int(i) => crate::source::assign::mix64(*i as u64),
-            Key::Text(s) => crate::source::assign::fnv1a(s.as_bytes()),
-        }
-    }
-}
-
-/// A record that parsed: where it came from, its event time, its key and its field values (in
-/// schema order).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Source partition.
-    pub partition: i32,
-    /// Offset in the partition.
-    pub offset: i64,
-    /// Event time, epoch ms.
-    pub event_time: u64,
-    /// The key field's value.
-    pub key: Key,
-    /// Every field's value, in schema order.
-    pub values: Vec<Value>,
-    /// When the source read it, on the process clock ([`crate::time::process_us`]): for the
-    /// latency metrics only, never written to a table.
-    pub read_at_us: u64,
-}
 
 /// A parsed record without its position.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,12 +63,15 @@ impl Schema {
     }
 
     /// Parses one message. `message_timestamp` is the Kafka timestamp, if any.
-    pub fn parse(&self, payload: &[u8], message_timestamp: Option<i64>) -> Result<Parsed, String> {
+    pub fn parse(&self, payload: &[u8], message_timestamp: Option<i64>) -> Result<Parsed, Reason> {
         if payload.len() > self.max_record_bytes {
-            return Err(format!(
-                "oversized: {} bytes, the limit is {}",
-                payload.len(),
-                self.max_record_bytes
+            return Err(Reason::new(
+                ReasonKind::Oversized,
+                format!(
+                    "oversized: {} bytes, the limit is {}",
+                    payload.len(),
+                    self.max_record_bytes
+                ),
             ));
         }
         // simdutf8 checks a valid line several times faster than std; std then only
@@ -161,7 +80,10 @@ impl Schema {
             let at = std::str::from_utf8(payload)
                 .err()
                 .map_or(0, |e| e.valid_up_to());
-            format!("invalid UTF-8 at byte {at}")
+            Reason::new(
+                ReasonKind::InvalidUtf8,
+                format!("invalid UTF-8 at byte {at}"),
+            )
         })?;
         let mut values: Vec<Value> = std::iter::repeat_with(|| Value::Null)
             .take(self.spec.fields.len())
@@ -179,52 +101,50 @@ impl Schema {
         .deserialize(&mut deserializer)
         .and_then(|()| deserializer.end())
         .map_err(|e| {
-            if not_object {
+            let detail = if not_object {
                 "malformed JSON: not an object".to_string()
             } else {
                 format!("malformed JSON: {e}")
-            }
+            };
+            Reason::new(ReasonKind::Malformed, detail)
         })?;
         // The first bad field in schema order: a value of the wrong type, or a required field
         // missing or null.
         for (f, (field, value)) in self.spec.fields.iter().zip(&values).enumerate() {
             if let Some((_, found)) = wrong.iter().find(|(w, _)| *w == f) {
-                return Err(format!(
-                    "field {:?}: expected {}, found {found}",
-                    field.name,
-                    field.ty.cql(),
+                return Err(Reason::new(
+                    ReasonKind::WrongType,
+                    format!(
+                        "field {:?}: expected {}, found {found}",
+                        field.name,
+                        field.ty.cql(),
+                    ),
                 ));
             }
             if field.required && *value == Value::Null {
-                return Err(format!("missing required field {:?}", field.name));
+                return Err(missing(&field.name));
             }
         }
         let event_time = match self.spec.event_time {
             EventTime::Field(i) => match values[i] {
                 Value::Timestamp(t) | Value::Int(t) => t,
-                _ => {
-                    return Err(format!(
-                        "missing required field {:?}",
-                        self.spec.fields[i].name
-                    ))
-                }
+                _ => return Err(missing(&self.spec.fields[i].name)),
             },
-            EventTime::MessageTimestamp => {
-                message_timestamp.ok_or("the message has no timestamp")?
-            }
+            EventTime::MessageTimestamp => message_timestamp.ok_or_else(|| {
+                Reason::new(ReasonKind::BadEventTime, "the message has no timestamp")
+            })?,
         };
-        let event_time = u64::try_from(event_time)
-            .map_err(|_| format!("event time {event_time} is before 1970"))?;
+        let event_time = u64::try_from(event_time).map_err(|_| {
+            Reason::new(
+                ReasonKind::BadEventTime,
+                format!("event time {event_time} is before 1970"),
+            )
+        })?;
         let key = match &values[self.spec.key] {
             Value::Uuid(u) => Key::Uuid(*u),
             Value::Int(i) => Key::Int(*i),
             Value::Text(s) => Key::Text(s.to_string()),
-            _ => {
-                return Err(format!(
-                    "missing required field {:?}",
-                    self.spec.fields[self.spec.key].name
-                ))
-            }
+            _ => return Err(missing(&self.spec.fields[self.spec.key].name)),
         };
         Ok(Parsed {
             event_time,
@@ -232,6 +152,13 @@ impl Schema {
             values,
         })
     }
+}
+
+fn missing(field: &str) -> Reason {
+    Reason::new(
+        ReasonKind::MissingField,
+        format!("missing required field {field:?}"),
+    )
 }
 
 /// The wanted keys at one level of the JSON object: nested keys, and the fields whose path
@@ -600,11 +527,6 @@ fn describe(scalar: &Scalar<'_>) -> String {
     }
 }
 
-/// The first `DEAD_LETTER_PAYLOAD_BYTES` of a payload, for the dead-letter and late tables.
-pub fn truncate_payload(payload: &[u8]) -> Vec<u8> {
-    payload[..payload.len().min(DEAD_LETTER_PAYLOAD_BYTES)].to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,24 +601,33 @@ mod tests {
     fn bad_records_have_reasons() {
         let s = users();
         let reason = |bytes: &[u8]| s.parse(bytes, None).unwrap_err();
-        assert!(reason(b"{\"id\":").starts_with("malformed JSON"));
-        assert!(reason(b"[1,2]").starts_with("malformed JSON: not an object"));
-        assert_eq!(reason(b"{\"x\":\xff}"), "invalid UTF-8 at byte 5");
+        let detail = |bytes: &[u8]| reason(bytes).detail;
+        assert!(detail(b"{\"id\":").starts_with("malformed JSON"));
+        assert_eq!(reason(b"{\"id\":").kind, ReasonKind::Malformed);
+        assert!(detail(b"[1,2]").starts_with("malformed JSON: not an object"));
+        assert_eq!(
+            reason(b"{\"x\":\xff}"),
+            Reason::new(ReasonKind::InvalidUtf8, "invalid UTF-8 at byte 5")
+        );
         assert_eq!(
             reason(GOOD.replace("\"id\":", "\"uid\":").as_bytes()),
-            "missing required field \"id\""
+            Reason::new(ReasonKind::MissingField, "missing required field \"id\"")
         );
-        assert!(reason(
+        let wrong = reason(
             GOOD.replace("\"gender\":\"female\"", "\"gender\":[1]")
-                .as_bytes()
-        )
-        .contains("field \"gender\": expected text, found an array"));
-        assert!(reason(
+                .as_bytes(),
+        );
+        assert_eq!(wrong.kind, ReasonKind::WrongType);
+        assert!(wrong
+            .detail
+            .contains("field \"gender\": expected text, found an array"));
+        assert!(detail(
             GOOD.replace("2026-11-21T10:00:01.250Z", "yesterday")
                 .as_bytes()
         )
         .contains("expected timestamp"));
-        assert!(reason(&vec![b' '; 4096]).starts_with("oversized"));
+        assert_eq!(reason(&vec![b' '; 4096]).kind, ReasonKind::Oversized);
+        assert!(detail(&vec![b' '; 4096]).starts_with("oversized"));
     }
 
     #[test]
@@ -710,7 +641,7 @@ mod tests {
         assert_eq!(p.event_time, 5);
         assert_eq!(p.values[3], Value::Float(12.5));
         assert_eq!(
-            s.parse(br#"{"order":{"id":7}}"#, None).unwrap_err(),
+            s.parse(br#"{"order":{"id":7}}"#, None).unwrap_err().detail,
             "missing required field \"country\""
         );
     }

@@ -7,13 +7,11 @@
 //! the board's size does not grow with the input.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::metrics::Stats;
-use crate::operators::window::WindowResult;
+use crate::data::window::WindowResult;
 use crate::spec::DataflowSpec;
 
 /// How many recent rejects and window results the board keeps.
@@ -158,17 +156,27 @@ pub struct Snapshot {
     totals: Totals,
 }
 
-#[derive(Debug, Serialize)]
-struct Totals {
-    records: u64,
-    bytes: u64,
-    dead_letters: u64,
-    late: u64,
-    rows_written: u64,
-    windows_written: u64,
-    progress_written: u64,
-    retries: u64,
-    rows_in_flight: u64,
+/// The process's totals, as the status page shows them.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Messages read.
+    pub records: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+    /// Late records.
+    pub late: u64,
+    /// Rows acknowledged by the sink.
+    pub rows_written: u64,
+    /// Window results acknowledged by the sink.
+    pub windows_written: u64,
+    /// Progress records acknowledged by the sink.
+    pub progress_written: u64,
+    /// Retried sink writes.
+    pub retries: u64,
+    /// Rows submitted to the sink and not yet acknowledged.
+    pub rows_in_flight: u64,
 }
 
 fn push_bounded<T>(list: &mut VecDeque<T>, item: T, bound: usize) {
@@ -195,9 +203,55 @@ impl StatusBoard {
         self.lock().stopping = true;
     }
 
-    /// Replaces one worker's status.
-    pub fn set_worker(&self, status: WorkerStatus) {
-        self.lock().workers.insert(status.worker, status);
+    fn worker(board: &mut Board, worker: usize) -> &mut WorkerStatus {
+        board.workers.entry(worker).or_insert_with(|| WorkerStatus {
+            worker,
+            ..WorkerStatus::default()
+        })
+    }
+
+    /// A worker's frontiers (from its loop).
+    pub fn set_frontiers(&self, worker: usize, frontier_ms: Option<u64>, durable_ms: Option<u64>) {
+        let mut board = self.lock();
+        let status = Self::worker(&mut board, worker);
+        status.frontier_ms = frontier_ms;
+        status.durable_ms = durable_ms;
+    }
+
+    /// A worker's partitions (from its source); durable offsets already known are kept.
+    pub fn set_partitions(&self, worker: usize, mut partitions: Vec<PartitionStatus>) {
+        let mut board = self.lock();
+        let status = Self::worker(&mut board, worker);
+        for p in partitions.iter_mut() {
+            if p.durable_offset.is_none() {
+                p.durable_offset = status
+                    .partitions
+                    .iter()
+                    .find(|q| q.partition == p.partition)
+                    .and_then(|q| q.durable_offset);
+            }
+        }
+        status.partitions = partitions;
+    }
+
+    /// Resume offsets that became durable (from the progress operator, via the worker loop).
+    pub fn set_durable_offsets(&self, worker: usize, offsets: &[(i32, i64)]) {
+        let mut board = self.lock();
+        let status = Self::worker(&mut board, worker);
+        for (partition, offset) in offsets {
+            match status
+                .partitions
+                .iter_mut()
+                .find(|p| p.partition == *partition)
+            {
+                Some(p) => p.durable_offset = Some(*offset),
+                None => status.partitions.push(PartitionStatus {
+                    partition: *partition,
+                    durable_offset: Some(*offset),
+                    ..PartitionStatus::default()
+                }),
+            }
+        }
     }
 
     /// Adds recent rejects (the newest last).
@@ -217,13 +271,13 @@ impl StatusBoard {
     }
 
     /// Takes a throughput sample from the totals; call about once a second.
-    pub fn sample(&self, stats: &Stats) {
+    pub fn sample(&self, totals: Totals) {
         let now = crate::time::now_ms();
         let totals = (
-            stats.messages.load(Relaxed),
-            stats.bytes.load(Relaxed),
-            stats.rows_written.load(Relaxed),
-            stats.windows_written.load(Relaxed),
+            totals.records,
+            totals.bytes,
+            totals.rows_written,
+            totals.windows_written,
         );
         let mut board = self.lock();
         let last_at = board.history.back().map_or(board.started_ms, |s| s.at_ms);
@@ -242,21 +296,11 @@ impl StatusBoard {
     }
 
     /// A copy of everything, with the totals.
-    pub fn snapshot(&self, stats: &Stats) -> Snapshot {
+    pub fn snapshot(&self, totals: Totals) -> Snapshot {
         Snapshot {
             board: self.lock().clone(),
             now_ms: crate::time::now_ms(),
-            totals: Totals {
-                records: stats.messages.load(Relaxed),
-                bytes: stats.bytes.load(Relaxed),
-                dead_letters: stats.dead_letters.load(Relaxed),
-                late: stats.late.load(Relaxed),
-                rows_written: stats.rows_written.load(Relaxed),
-                windows_written: stats.windows_written.load(Relaxed),
-                progress_written: stats.progress_written.load(Relaxed),
-                retries: stats.retries.load(Relaxed),
-                rows_in_flight: stats.in_flight_rows.load(Relaxed),
-            },
+            totals,
         }
     }
 }
@@ -312,8 +356,7 @@ mod tests {
 
     #[test]
     fn lists_stay_bounded_and_samples_are_rates() {
-        let stats = Stats::default();
-        let board = &stats.status;
+        let board = StatusBoard::default();
         for i in 0..(RECENT as i64 + 5) {
             board.add_rejects([RejectEvent {
                 at_ms: 0,
@@ -324,11 +367,14 @@ mod tests {
                 payload: String::new(),
             }]);
         }
-        board.sample(&stats);
-        stats.messages.store(500, Relaxed);
+        board.sample(Totals::default());
+        let totals = Totals {
+            records: 500,
+            ..Totals::default()
+        };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        board.sample(&stats);
-        let json = serde_json::to_value(board.snapshot(&stats)).unwrap();
+        board.sample(totals);
+        let json = serde_json::to_value(board.snapshot(totals)).unwrap();
         let rejects = json["recent_rejects"].as_array().unwrap();
         assert_eq!(rejects.len(), RECENT);
         assert_eq!(rejects.last().unwrap()["offset"], RECENT as i64 + 4);

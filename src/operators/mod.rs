@@ -1,8 +1,11 @@
 //! Dataflow operators between the source and the sink.
 //!
 //! - [`window`]: event-time windows and their aggregates, frontier-gated.
+//! - [`flow`]: how far a source may run ahead of the windows and of the store.
 //!
 //! Parsing and lateness happen in the source operator ([`crate::source`]), because lateness is
-//! decided per partition in partition order.
+//! decided per partition in partition order. Progress, the stage after the sink, is
+//! [`crate::progress`].
 
+pub mod flow;
 pub mod window;

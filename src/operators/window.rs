@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, Probe};
+use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 
+pub use crate::data::window::{AggregateValue, WindowResult};
 use crate::schema::{Key, Record};
 use crate::spec::{AggregateFn, DataflowSpec};
 
@@ -110,25 +112,6 @@ fn min_max(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f64
     }
 }
 
-/// A final aggregate value, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum AggregateValue {
-    /// count and count_distinct.
-    Int(i64),
-    /// sum, min and max (`None` when no record had the field).
-    Float(Option<f64>),
-}
-
-impl std::fmt::Display for AggregateValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AggregateValue::Int(n) => write!(f, "{n}"),
-            AggregateValue::Float(Some(x)) => write!(f, "{x}"),
-            AggregateValue::Float(None) => write!(f, "null"),
-        }
-    }
-}
-
 /// One worker's aggregates for one window, dimension and value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Partial {
@@ -142,23 +125,6 @@ pub struct Partial {
     pub value: String,
     /// One per aggregate.
     pub accumulators: Vec<Accumulator>,
-}
-
-/// The final aggregates of one window, dimension and value: one row of the window tables.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WindowResult {
-    /// Index into the spec's windows.
-    pub window: u16,
-    /// Window start, epoch ms.
-    pub start: u64,
-    /// Window end, epoch ms (exclusive).
-    pub end: u64,
-    /// Index into the spec's dimensions.
-    pub dimension: u16,
-    /// The dimension's value.
-    pub value: String,
-    /// One per aggregate.
-    pub aggregates: Vec<AggregateValue>,
 }
 
 /// (window, dimension) -> value -> accumulators merged from every worker.
@@ -387,15 +353,15 @@ pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
     }
 }
 
-/// Renders both stages; returns final window results at their end times. `input_frontier` is
-/// set to the frontier of observations every worker's first stage has taken in (for the
-/// source's flow control).
+/// Renders both stages; returns final window results at their end times. `taken_in` probes the
+/// first stage's output, whose frontier is the frontier of observations every worker's first
+/// stage has taken in (for the source's flow control, [`crate::operators::flow`]).
 pub fn render<'s>(
     observations: Stream<'s, u64, Vec<Observation>>,
     spec: &DataflowSpec,
     suppress_below: u64,
     print: bool,
-    input_frontier: std::rc::Rc<std::cell::Cell<u64>>,
+    taken_in: &ProbeHandle<u64>,
 ) -> Stream<'s, u64, Vec<WindowResult>> {
     let partial_spec = spec.clone();
     let partials = observations.unary_frontier(
@@ -425,15 +391,17 @@ pub fn render<'s>(
                 if let Some(low) = frontier.frontier().first() {
                     aggregator.forget_before(*low);
                 }
-                input_frontier.set(frontier.frontier().first().copied().unwrap_or(u64::MAX));
             }
         },
     );
+    // The stage holds capabilities only for window ends the frontier has not reached, so its
+    // output frontier is its input frontier.
+    let partials = partials.probe_with(taken_in);
 
     let final_spec = spec.clone();
     partials.unary_frontier(
         Exchange::new(|p: &Partial| {
-            use crate::source::assign::mix64;
+            use crate::data::hash::mix64;
             mix64(mix64(p.end) ^ ((p.window as u64) << 16) ^ p.dimension as u64)
         }),
         "WindowFinals",

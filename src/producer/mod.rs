@@ -29,7 +29,6 @@
 //! The run ends at `--count`, `--for`, the end of the file, or Ctrl-C, then waits for every
 //! delivery. The summary counts fetched, produced, retried, skipped and failed.
 
-pub mod format;
 pub mod http;
 pub mod kafka;
 
@@ -39,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use crate::data::user as format;
 use crate::error::{Error, Result};
 use crate::source::generator::GeneratorConfig;
 use http::{ApiClient, Fetched, HttpConfig};

@@ -4,9 +4,15 @@
 //! row's primary key. Each lane executes one statement at a time, so two writes of the same
 //! key are applied in the order they were submitted (the later version of a record wins, as
 //! in the source partition), while different keys proceed concurrently: concurrency is bounded
-//! by the number of lanes. A failed statement is retried with exponential backoff; one that
-//! still fails after `max_attempts` kills the process (its write was never acknowledged, so
-//! no progress covers it and a restart replays it).
+//! by the number of lanes. A statement that fails transiently (a timeout, an unavailable or
+//! overloaded node, a broken connection: [`error_class`]) is retried with exponential backoff;
+//! a permanent failure (syntax, invalid query, authentication, authorization) or one still
+//! failing after `max_attempts` stops the store: the error goes to the engine's
+//! [`FirstError`], the write is never acknowledged, so no progress covers it and a restart
+//! replays it.
+//!
+//! Tables made by an older Weir lack the columns added since (`reason_kind`): when an insert
+//! does not prepare, the missing columns are added with `ALTER TABLE` and it is prepared again.
 //!
 //! Security: a username and password (PasswordAuthenticator, SASL PLAIN inside the CQL
 //! handshake) and TLS through rustls, trusting the system's CA roots or `--cassandra-tls-ca`.
@@ -20,12 +26,13 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::ExecutionError;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
 use tokio::sync::mpsc;
 
 use super::{Ack, Cell, Store, TableSet};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, FirstError, Result};
 use crate::metrics::Stats;
 use crate::progress::PartitionProgress;
 use crate::security::Secret;
@@ -115,12 +122,41 @@ pub struct CassandraStore {
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
     /// Set by `prepare`: the write lanes and the tables they write.
-    lanes: OnceLock<(Vec<mpsc::UnboundedSender<Row>>, TableSet)>,
+    lanes: OnceLock<(Vec<mpsc::UnboundedSender<Row>>, TableSet, FirstError)>,
     stats: Arc<Stats>,
 }
 
 fn cassandra_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Sink(format!("cassandra: {what}: {e}"))
+}
+
+/// Whether a failed statement is worth retrying.
+pub fn error_class(e: &ExecutionError) -> ErrorClass {
+    use scylla::errors::{DbError, RequestAttemptError};
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Unavailable { .. }
+            | DbError::Overloaded
+            | DbError::IsBootstrapping
+            | DbError::ReadTimeout { .. }
+            | DbError::WriteTimeout { .. }
+            | DbError::ReadFailure { .. }
+            | DbError::WriteFailure { .. }
+            | DbError::Unprepared { .. }
+            | DbError::ServerError
+            | DbError::RateLimitReached { .. }
+            | DbError::TruncateError,
+            _,
+        ))
+        | ExecutionError::LastAttemptError(
+            RequestAttemptError::BrokenConnectionError(_)
+            | RequestAttemptError::UnableToAllocStreamId,
+        )
+        | ExecutionError::ConnectionPoolError(_)
+        | ExecutionError::RequestTimeout(_)
+        | ExecutionError::EmptyPlan => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
 }
 
 impl CassandraStore {
@@ -173,7 +209,7 @@ impl CassandraStore {
 
     /// A stable hash of a row's primary key: rows of one key always share a lane.
     fn lane_of(row: &[Cell], table: &super::Table) -> u64 {
-        use crate::source::assign::{fnv1a, mix64};
+        use crate::data::hash::{fnv1a, mix64};
         table.primary_key().fold(0, |h, i| {
             mix64(
                 h ^ match &row[i] {
@@ -192,7 +228,7 @@ impl CassandraStore {
 }
 
 impl Store for CassandraStore {
-    fn prepare(&self, tables: &TableSet) -> Result<()> {
+    fn prepare(&self, tables: &TableSet, failed: &FirstError) -> Result<()> {
         let ks = &self.config.keyspace;
         let session = Arc::clone(&self.session);
         let prepared: Vec<PreparedStatement> = self.runtime.block_on(async {
@@ -220,9 +256,30 @@ impl Store for CassandraStore {
                     table.name,
                     table.column_list()
                 );
-                prepared.push(session.prepare(insert).await.map_err(|e| {
-                    cassandra_error(&format!("cannot prepare an insert into {}", table.name), e)
-                })?);
+                let statement = match session.prepare(insert.as_str()).await {
+                    Ok(statement) => statement,
+                    Err(_) => {
+                        // A table of an older Weir: add the columns it lacks (adding one that
+                        // exists fails, harmlessly), then prepare again.
+                        for (column, ty) in &table.columns {
+                            let alter = format!(
+                                "ALTER TABLE {ks}.{} ADD {column} {}",
+                                table.name,
+                                ty.cql()
+                            );
+                            if session.query_unpaged(alter, ()).await.is_ok() {
+                                tracing::info!(table = %table.name, column, "column added");
+                            }
+                        }
+                        session.prepare(insert).await.map_err(|e| {
+                            cassandra_error(
+                                &format!("cannot prepare an insert into {}", table.name),
+                                e,
+                            )
+                        })?
+                    }
+                };
+                prepared.push(statement);
             }
             Ok::<_, Error>(prepared)
         })?;
@@ -236,6 +293,7 @@ impl Store for CassandraStore {
                 Arc::clone(&self.stats),
             );
             let max_attempts = self.config.max_attempts;
+            let failed = failed.clone();
             self.runtime.spawn(async move {
                 while let Some(row) = receiver.recv().await {
                     let mut attempt = 0;
@@ -246,7 +304,10 @@ impl Store for CassandraStore {
                             .await
                         {
                             Ok(_) => break,
-                            Err(e) if attempt < max_attempts => {
+                            Err(e)
+                                if attempt < max_attempts
+                                    && error_class(&e) == ErrorClass::Transient =>
+                            {
                                 stats.add_retry();
                                 let backoff = Duration::from_millis(50 << attempt.min(7))
                                     .min(Duration::from_secs(5));
@@ -257,10 +318,24 @@ impl Store for CassandraStore {
                                 );
                                 tokio::time::sleep(backoff).await;
                             }
-                            Err(e) => crate::runtime::fatal(&cassandra_error(
-                                &format!("write failed after {attempt} attempts"),
-                                e,
-                            )),
+                            Err(e) => {
+                                // Stop this lane without acknowledging: the sink keeps the
+                                // write's capability and the runtime returns the error.
+                                let class = error_class(&e);
+                                let what = match class {
+                                    ErrorClass::Transient => {
+                                        format!("write failed after {attempt} attempts")
+                                    }
+                                    ErrorClass::Permanent => "write refused".to_string(),
+                                };
+                                failed.report(Error::Store {
+                                    message: format!(
+                                        "cassandra: {what}: {e}; a restart resumes from the stored progress"
+                                    ),
+                                    class,
+                                });
+                                return;
+                            }
                         }
                     }
                     crate::failpoint::hit("sink.mid_batch");
@@ -277,14 +352,16 @@ impl Store for CassandraStore {
             lanes.push(sender);
         }
         self.lanes
-            .set((lanes, tables.clone()))
+            .set((lanes, tables.clone(), failed.clone()))
             .map_err(|_| Error::Sink("cassandra store prepared twice".into()))?;
         Ok(())
     }
 
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
-        let Some((lanes, tables)) = self.lanes.get() else {
-            crate::runtime::fatal(&Error::Sink("cassandra store used before prepare".into()));
+        let Some((lanes, tables, failed)) = self.lanes.get() else {
+            // A programming error, not an input one; nothing is acknowledged.
+            tracing::error!("cassandra store used before prepare");
+            return;
         };
         let job = Arc::new(Job {
             remaining: AtomicUsize::new(rows.len()),
@@ -301,7 +378,9 @@ impl Store for CassandraStore {
                 })
                 .is_err()
             {
-                crate::runtime::fatal(&Error::Sink("cassandra write lane stopped".into()));
+                // The lane stopped after reporting its error; this write stays unacknowledged.
+                failed.report(Error::Sink("cassandra: a write lane stopped".into()));
+                return;
             }
         }
     }
@@ -378,4 +457,35 @@ fn cql_value(cell: Cell) -> Option<CqlValue> {
         Cell::Timestamp(t) => CqlValue::Timestamp(CqlTimestamp(t)),
         Cell::Blob(b) => CqlValue::Blob(b),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::errors::{DbError, RequestAttemptError};
+
+    fn db(error: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, "message".into()))
+    }
+
+    #[test]
+    fn timeouts_and_overload_are_retried_refusals_are_not() {
+        assert_eq!(error_class(&db(DbError::Overloaded)), ErrorClass::Transient);
+        assert_eq!(
+            error_class(&db(DbError::ServerError)),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            error_class(&ExecutionError::RequestTimeout(Duration::from_secs(1))),
+            ErrorClass::Transient
+        );
+        for permanent in [
+            DbError::SyntaxError,
+            DbError::Invalid,
+            DbError::Unauthorized,
+            DbError::AuthenticationError,
+        ] {
+            assert_eq!(error_class(&db(permanent)), ErrorClass::Permanent);
+        }
+    }
 }

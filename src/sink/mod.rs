@@ -1,5 +1,5 @@
 //! Sinks: the timely operator that writes rows and window results, and the stores behind it
-//! (Cassandra, embedded SQLite, and a null store for benchmarks).
+//! (Cassandra, embedded SQLite, a null store for benchmarks and an in-memory one for tests).
 //!
 //! Contract of [`render`]:
 //! - rows (records, dead letters, late records) are idempotent upserts, submitted as soon as
@@ -7,13 +7,15 @@
 //! - for every submitted write the operator holds a capability at the write's timestamp until
 //!   the store acknowledges it, so the frontier of the returned "durable" stream is the time
 //!   below which everything is durable. Progress ([`crate::progress`]) follows that frontier;
-//! - a store retries what can be retried; a write that cannot succeed kills the process
-//!   without releasing the capability ("wedge, never lie"): progress then never covers it, and
-//!   a restart replays it.
+//! - a store retries what can be retried; a write that cannot succeed is reported to the
+//!   engine's [`FirstError`] and never acknowledged, so the capability is never released
+//!   ("wedge, never lie"): progress never covers it, `run` returns the error, and a restart
+//!   replays it.
 //!
 //! Stores see only tables and cells ([`Table`], [`Cell`]); the layouts are in [`tables`].
 
 pub mod cassandra;
+pub mod memory;
 pub mod sqlite;
 pub mod tables;
 
@@ -26,7 +28,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::error::Result;
+use crate::error::{FirstError, Result};
 use crate::metrics::{Stats, TableLabels, TableOnly, WorkerLabels};
 use crate::operators::window::WindowResult;
 use crate::progress::PartitionProgress;
@@ -41,8 +43,9 @@ pub type Ack = Box<dyn FnOnce() + Send>;
 
 /// A place where tables live.
 pub trait Store: Send + Sync {
-    /// Creates the keyspace (or file) and tables if missing, and prepares statements.
-    fn prepare(&self, tables: &TableSet) -> Result<()>;
+    /// Creates the keyspace (or file) and tables if missing, and prepares statements. A
+    /// failure of a later write that retrying cannot fix goes to `failed`.
+    fn prepare(&self, tables: &TableSet, failed: &FirstError) -> Result<()>;
     /// Upserts `rows` into table `table` (an index into the [`TableSet`]); calls `ack` when all
     /// are durable. Must not block for long: the caller is a timely worker.
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack);
@@ -56,7 +59,7 @@ pub trait Store: Send + Sync {
 pub struct NullStore;
 
 impl Store for NullStore {
-    fn prepare(&self, _tables: &TableSet) -> Result<()> {
+    fn prepare(&self, _tables: &TableSet, _failed: &FirstError) -> Result<()> {
         Ok(())
     }
     fn write(&self, _table: usize, _rows: Vec<Vec<Cell>>, ack: Ack) {

@@ -16,7 +16,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, ToSql};
 
 use super::{Ack, Cell, Store, TableSet};
-use crate::error::{Error, Result};
+use crate::error::{Error, FirstError, Result};
 use crate::progress::PartitionProgress;
 
 struct Job {
@@ -29,7 +29,7 @@ struct Job {
 pub struct SqliteStore {
     path: PathBuf,
     connection: Mutex<Option<Connection>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<(mpsc::Sender<Job>, FirstError)>>,
 }
 
 fn sqlite_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -71,7 +71,7 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn prepare(&self, tables: &TableSet) -> Result<()> {
+    fn prepare(&self, tables: &TableSet, failed: &FirstError) -> Result<()> {
         let Some(connection) = self
             .connection
             .lock()
@@ -84,6 +84,7 @@ impl Store for SqliteStore {
             connection
                 .execute_batch(&table.sql_create())
                 .map_err(|e| sqlite_error(&self.path, e))?;
+            add_missing_columns(&connection, table).map_err(|e| sqlite_error(&self.path, e))?;
         }
         // Multi-row upserts (32 rows per statement) measured no faster: one row per statement.
         let inserts: Vec<String> = tables
@@ -118,34 +119,43 @@ impl Store for SqliteStore {
         let (sender, receiver) = mpsc::channel::<Job>();
         // Dropped when the writer stops, which stops the checkpoints.
         let (writer_alive, writer_stopped) = mpsc::channel::<()>();
-        let path = self.path.clone();
+        let (path, writer_failed) = (self.path.clone(), failed.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let _alive = writer_alive;
+                // On an error the batch is not acknowledged: the sink keeps its capabilities,
+                // no progress covers it, and the runtime returns the error.
                 if let Err(e) = write_loop(connection, &inserts, &keys, receiver) {
-                    crate::runtime::fatal(&sqlite_error(&path, e));
+                    writer_failed.report(sqlite_error(&path, e));
                 }
             })
             .map_err(|e| Error::Sink(format!("cannot start the sqlite writer thread: {e}")))?;
-        let path = self.path.clone();
+        let (path, checkpoint_failed) = (self.path.clone(), failed.clone());
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = checkpoint_loop(&checkpointer, &writer_stopped) {
-                    crate::runtime::fatal(&sqlite_error(&path, e));
+                    checkpoint_failed.report(sqlite_error(&path, e));
                 }
             })
             .map_err(|e| Error::Sink(format!("cannot start the sqlite checkpoint thread: {e}")))?;
-        *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender);
+        *self.jobs.lock().unwrap_or_else(|e| e.into_inner()) = Some((sender, failed.clone()));
         Ok(())
     }
 
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = jobs.as_ref().map(|s| s.send(Job { table, rows, ack }));
-        if !matches!(sent, Some(Ok(()))) {
-            crate::runtime::fatal(&Error::Sink("the sqlite writer thread has stopped".into()));
+        let Some((sender, failed)) = jobs.as_ref() else {
+            tracing::error!("sqlite store used before prepare");
+            return;
+        };
+        if sender.send(Job { table, rows, ack }).is_err() {
+            // The writer stopped after reporting its error; this write stays unacknowledged.
+            failed.report(Error::Sink(format!(
+                "sqlite {}: the writer thread has stopped",
+                self.path.display()
+            )));
         }
     }
 
@@ -254,6 +264,27 @@ fn write_loop(
         crate::failpoint::hit("sink.after_data_write");
         for job in batch {
             (job.ack)();
+        }
+    }
+    Ok(())
+}
+
+/// Adds the columns of `table` that a database made by an older Weir lacks (`reason_kind`).
+fn add_missing_columns(connection: &Connection, table: &super::Table) -> rusqlite::Result<()> {
+    let mut existing = std::collections::HashSet::new();
+    let mut info = connection.prepare(&format!("PRAGMA table_info({})", table.name))?;
+    let mut rows = info.query([])?;
+    while let Some(row) = rows.next()? {
+        existing.insert(row.get::<_, String>(1)?);
+    }
+    for (column, ty) in &table.columns {
+        if !existing.contains(column) {
+            connection.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {column} {}",
+                table.name,
+                ty.sql()
+            ))?;
+            tracing::info!(table = %table.name, column, "column added");
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! | rows (`created_users`) | `(id)` | the latest record per key |
 //! | by_value | `((dataflow, window_name, dimension, value, day), window_start)` | query (a): one value over a time range |
 //! | by_window | `((dataflow, window_name, dimension, window_start), value)` | query (b): every value of one window |
-//! | dead_letters | `((topic, kafka_partition), kafka_offset)` | bad records, with reason |
+//! | dead_letters | `((topic, kafka_partition), kafka_offset)` | bad records, with `reason_kind` and `reason` |
 //! | late | `((topic, kafka_partition), kafka_offset)` | late records |
 //! | `weir_progress` | `((dataflow, source), kafka_partition)` | resume offsets and watermarks |
 //!
@@ -274,7 +274,7 @@ impl TableSet {
             if late {
                 c.extend([("event_time", Timestamp), ("watermark", Timestamp)]);
             } else {
-                c.push(("reason", Text));
+                c.extend([("reason_kind", Text), ("reason", Text)]);
             }
             c.extend([("payload", Blob), ("payload_size", Bigint)]);
             c
@@ -354,7 +354,8 @@ impl TableSet {
         ];
         let dead = match &reject.kind {
             RejectKind::DeadLetter { reason } => {
-                cells.push(Cell::Text(reason.as_str().into()));
+                cells.push(Cell::Text(reason.kind.as_str().into()));
+                cells.push(Cell::Text(reason.detail.as_str().into()));
                 true
             }
             RejectKind::Late {

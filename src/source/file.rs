@@ -173,6 +173,29 @@ fn next_line<R: Read>(
     Ok(Some(n))
 }
 
+/// A directory of JSON-lines files, one per partition.
+#[derive(Clone, Debug)]
+pub struct FileInput {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl crate::source::Input for FileInput {
+    fn id(&self) -> String {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        format!("file:{}", dir.display())
+    }
+    fn describe(&self) -> String {
+        format!("files {}", self.dir.display())
+    }
+    fn check(&self) -> Result<()> {
+        partition_files(&self.dir).map(drop)
+    }
+    fn reader(&self) -> Result<Box<dyn Reader>> {
+        Ok(Box::new(FileReader::new(&self.dir)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

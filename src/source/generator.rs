@@ -11,9 +11,9 @@
 use std::io::Write;
 
 use super::{Message, Reader, StartAt};
+use crate::data::hash::mix64;
+use crate::data::user::FormattedUser;
 use crate::error::Result;
-use crate::producer::format::FormattedUser;
-use crate::source::assign::mix64;
 
 /// What the generator makes.
 #[derive(Clone, Debug, PartialEq)]
@@ -334,6 +334,38 @@ impl Reader for GeneratorReader {
                 (1.0 / (self.config.rate * self.share.max(1e-9))).min(0.05),
             )
         })
+    }
+}
+
+impl crate::source::Input for GeneratorConfig {
+    fn id(&self) -> String {
+        format!(
+            "generator:seed={},partitions={},rate={}",
+            self.seed, self.partitions, self.rate
+        )
+    }
+    fn describe(&self) -> String {
+        format!(
+            "built-in generator (seed {}, {} partitions, {}, {})",
+            self.seed,
+            self.partitions,
+            if self.rate > 0.0 {
+                format!("{} users/s", self.rate)
+            } else {
+                "unthrottled".into()
+            },
+            self.count
+                .map_or("unbounded".to_string(), |n| format!("{n} users"))
+        )
+    }
+    fn epoch(&self) -> i64 {
+        self.epoch_ms as i64
+    }
+    fn restore_epoch(&mut self, epoch: i64) {
+        self.epoch_ms = epoch as u64;
+    }
+    fn reader(&self) -> Result<Box<dyn crate::source::Reader>> {
+        Ok(Box::new(GeneratorReader::new(self.clone())))
     }
 }
 

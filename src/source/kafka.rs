@@ -102,7 +102,8 @@ impl ConsumerContext for WatermarkContext {}
 /// Reads this worker's partitions of one topic.
 pub struct KafkaReader {
     config: KafkaConfig,
-    consumer: BaseConsumer<WatermarkContext>,
+    /// Shared with the [`KafkaCommitter`] (the same consumer commits, on the same worker).
+    consumer: Arc<BaseConsumer<WatermarkContext>>,
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     /// Exclusive end per partition, for bounded runs.
     ends: HashMap<i32, i64>,
@@ -131,7 +132,7 @@ impl KafkaReader {
             })?;
         let mut reader = KafkaReader {
             config,
-            consumer,
+            consumer: Arc::new(consumer),
             high_watermarks,
             ends: HashMap::new(),
             positions: HashMap::new(),
@@ -146,14 +147,11 @@ impl KafkaReader {
         Ok(reader)
     }
 
-    /// Commits `offsets` (partition -> next offset) to the consumer group, for lag tools.
-    pub fn commit(&self, offsets: &[(i32, i64)]) {
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in offsets {
-            let _ = tpl.add_partition_offset(&self.config.topic, *p, Offset::Offset(*o));
-        }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!("consumer-group commit failed (lag tools only): {e}");
+    /// What commits this reader's offsets to the consumer group.
+    pub fn kafka_committer(&self) -> KafkaCommitter {
+        KafkaCommitter {
+            consumer: Arc::clone(&self.consumer),
+            topic: self.config.topic.clone(),
         }
     }
 
@@ -204,6 +202,26 @@ impl KafkaReader {
                 }
             }
         })
+    }
+}
+
+/// Commits resume offsets to the consumer group, for lag tools only: Weir reads its
+/// progress from the sink, never from the group.
+pub struct KafkaCommitter {
+    consumer: Arc<BaseConsumer<WatermarkContext>>,
+    topic: String,
+}
+
+impl crate::source::Committer for KafkaCommitter {
+    fn commit(&self, offsets: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        }
+        crate::failpoint::hit("progress.before_commit");
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!("consumer-group commit failed (lag tools only): {e}");
+        }
     }
 }
 
@@ -306,8 +324,8 @@ impl Reader for KafkaReader {
         Some(Duration::from_millis(5))
     }
 
-    fn commit(&self, offsets: &[(i32, i64)]) {
-        KafkaReader::commit(self, offsets)
+    fn committer(&self) -> Box<dyn crate::source::Committer> {
+        Box::new(self.kafka_committer())
     }
 
     fn high_watermark(&self, partition: i32) -> Option<i64> {
@@ -321,5 +339,22 @@ impl Reader for KafkaReader {
 
     fn kind(&self) -> &'static str {
         "kafka"
+    }
+}
+impl crate::source::Input for KafkaConfig {
+    fn id(&self) -> String {
+        format!("kafka:{}", self.topic)
+    }
+    fn describe(&self) -> String {
+        format!("kafka {} topic {}", self.brokers, self.topic)
+    }
+    fn check(&self) -> Result<()> {
+        KafkaReader::connect(self.clone()).map(drop)
+    }
+    fn grows(&self) -> bool {
+        true
+    }
+    fn reader(&self) -> Result<Box<dyn Reader>> {
+        Ok(Box::new(KafkaReader::connect(self.clone())?))
     }
 }

@@ -167,7 +167,7 @@ pub fn format_user(raw: &Value, created_at_ms: u64) -> Result<FormattedUser, For
         picture: text(raw, "picture.medium")?,
         nat: text(raw, "nat")?,
         country,
-        created_at: crate::time::rfc3339(created_at_ms),
+        created_at: crate::data::timestamp::rfc3339(created_at_ms),
     })
 }
 
@@ -189,7 +189,7 @@ impl FormattedUser {
     /// `created_at` that parses. Returns `created_at` in epoch ms.
     pub fn validate(&mut self) -> Result<i64, FormatError> {
         self.id = canonical_uuid("id", &self.id)?;
-        crate::time::parse_rfc3339(&self.created_at)
+        crate::data::timestamp::parse_rfc3339(&self.created_at)
             .ok_or_else(|| FormatError::BadTime(self.created_at.clone()))
     }
 

@@ -1,0 +1,77 @@
+//! The binary's library half: turns a resolved [`RunConfig`] into an [`Engine`] (the input,
+//! the store, the timely configuration), serves the status page, and runs it. This is where
+//! the command line meets the engine; nothing below it knows about flags.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::config::{RunConfig, SinkChoice, SourceChoice};
+use crate::error::Result;
+use crate::metrics::Stats;
+use crate::runtime::{Cluster, Engine, Settings, Summary};
+use crate::sink::cassandra::CassandraStore;
+use crate::sink::sqlite::SqliteStore;
+use crate::sink::{NullStore, Store};
+use crate::source::file::FileInput;
+use crate::source::Input;
+
+/// Runs the dataflow that `config` describes until its input ends or `shutdown` is set.
+pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
+    let timely = config.timely_config()?;
+    let RunConfig {
+        workers,
+        processes,
+        process,
+        addresses: _,
+        spec,
+        source,
+        sink,
+        start,
+        batch,
+        max_record_bytes,
+        max_in_flight,
+        progress_interval,
+        partition_discovery,
+        shutdown_timeout,
+        quiet,
+        metrics_addr,
+    } = config;
+    let stats = Arc::new(Stats::default());
+    let store: Arc<dyn Store> = match sink {
+        SinkChoice::Null => Arc::new(NullStore),
+        SinkChoice::Sqlite(path) => Arc::new(SqliteStore::open(&path)?),
+        SinkChoice::Cassandra(c) => Arc::new(CassandraStore::connect(c, Arc::clone(&stats))?),
+    };
+    let input: Box<dyn Input> = match source {
+        SourceChoice::Kafka(k) => Box::new(k),
+        SourceChoice::Generator(g) => Box::new(g),
+        SourceChoice::Files(dir) => Box::new(FileInput { dir }),
+    };
+    if let Some(addr) = metrics_addr {
+        let bound = crate::http::serve(addr, Arc::clone(&stats))?;
+        tracing::info!("status page at http://{bound}/ (metrics at /metrics)");
+    }
+    crate::runtime::run(Engine {
+        spec,
+        timely,
+        cluster: Cluster {
+            workers,
+            processes,
+            process,
+        },
+        input,
+        store,
+        stats,
+        shutdown,
+        settings: Settings {
+            start,
+            batch,
+            max_record_bytes,
+            max_in_flight,
+            progress_interval,
+            partition_discovery,
+            shutdown_timeout,
+            print_windows: !quiet,
+        },
+    })
+}

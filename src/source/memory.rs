@@ -1,0 +1,164 @@
+//! An in-memory topic, for tests: partitions of messages that tests append to and grow while
+//! a dataflow reads them, as a producer and `kafka-topics --alter --partitions` would.
+//!
+//! Offsets are positions (0, 1, 2, ...). Every worker's reader shares the topic; each reads
+//! the partitions assigned to it. A topic is *bounded* once [`MemoryTopic::end`] is called:
+//! a partition is then finished when it is read to its end.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Input, Message, Reader, StartAt};
+use crate::error::{Error, Result};
+
+/// One message of a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryMessage {
+    /// Bytes.
+    pub payload: Vec<u8>,
+    /// Message timestamp, epoch ms.
+    pub timestamp: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    partitions: Vec<Vec<MemoryMessage>>,
+    ended: bool,
+}
+
+/// A topic in memory, shared by the test and every worker's reader.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTopic(Arc<Mutex<Topic>>);
+
+impl MemoryTopic {
+    /// A topic of `partitions` empty partitions.
+    pub fn new(partitions: usize) -> Self {
+        let topic = MemoryTopic::default();
+        topic.lock().partitions = vec![Vec::new(); partitions];
+        topic
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Topic> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a message to `partition` (which must exist).
+    pub fn push(&self, partition: i32, payload: Vec<u8>, timestamp: Option<i64>) {
+        let mut topic = self.lock();
+        if let Some(messages) = topic.partitions.get_mut(partition as usize) {
+            messages.push(MemoryMessage { payload, timestamp });
+        }
+    }
+
+    /// Grows the topic to `partitions` partitions.
+    pub fn grow(&self, partitions: usize) {
+        let mut topic = self.lock();
+        if topic.partitions.len() < partitions {
+            topic.partitions.resize(partitions, Vec::new());
+        }
+    }
+
+    /// No more messages or partitions will be added: readers finish at the ends.
+    pub fn end(&self) {
+        self.lock().ended = true;
+    }
+
+    /// Every message, by partition.
+    pub fn messages(&self) -> Vec<Vec<MemoryMessage>> {
+        self.lock().partitions.clone()
+    }
+}
+
+impl Input for MemoryTopic {
+    fn id(&self) -> String {
+        "memory".into()
+    }
+    fn describe(&self) -> String {
+        format!("memory topic ({} partitions)", self.lock().partitions.len())
+    }
+    fn grows(&self) -> bool {
+        true
+    }
+    fn reader(&self) -> Result<Box<dyn Reader>> {
+        Ok(Box::new(MemoryReader {
+            topic: self.clone(),
+            positions: BTreeMap::new(),
+            buf: Vec::new(),
+        }))
+    }
+}
+
+/// One worker's reader of a [`MemoryTopic`].
+pub struct MemoryReader {
+    topic: MemoryTopic,
+    /// Assigned partitions and their next offsets.
+    positions: BTreeMap<i32, i64>,
+    buf: Vec<u8>,
+}
+
+impl Reader for MemoryReader {
+    fn partitions(&mut self) -> Result<Vec<i32>> {
+        Ok((0..self.topic.lock().partitions.len() as i32).collect())
+    }
+
+    fn assign(&mut self, partitions: &[(i32, StartAt)]) -> Result<Vec<(i32, i64)>> {
+        let topic = self.topic.lock();
+        let mut assigned = Vec::new();
+        for (p, start) in partitions {
+            let len = topic
+                .partitions
+                .get(*p as usize)
+                .ok_or_else(|| Error::Input(format!("memory topic: no partition {p}")))?
+                .len() as i64;
+            let offset = match start {
+                StartAt::Offset(o) => (*o).clamp(0, len),
+                StartAt::Earliest | StartAt::Time(_) => 0,
+                StartAt::Latest => len,
+            };
+            self.positions.insert(*p, offset);
+            assigned.push((*p, offset));
+        }
+        Ok(assigned)
+    }
+
+    fn read(&mut self, max: usize, emit: &mut dyn FnMut(Message<'_>)) -> Result<usize> {
+        let mut read = 0;
+        for (p, offset) in self.positions.iter_mut() {
+            while read < max {
+                let message = {
+                    let topic = self.topic.lock();
+                    topic.partitions[*p as usize].get(*offset as usize).cloned()
+                };
+                let Some(message) = message else { break };
+                self.buf.clear();
+                self.buf.extend_from_slice(&message.payload);
+                emit(Message {
+                    partition: *p,
+                    offset: *offset,
+                    next_offset: *offset + 1,
+                    payload: &self.buf,
+                    timestamp: message.timestamp,
+                });
+                *offset += 1;
+                read += 1;
+            }
+        }
+        Ok(read)
+    }
+
+    fn finished(&self, partition: i32) -> bool {
+        let topic = self.topic.lock();
+        topic.ended
+            && self.positions.get(&partition).is_some_and(|o| {
+                *o as usize >= topic.partitions.get(partition as usize).map_or(0, Vec::len)
+            })
+    }
+
+    fn idle_wait(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(1))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory topic"
+    }
+}

@@ -1,0 +1,254 @@
+//! The engine in-process: `weir::runtime::run` started by the test with an in-memory topic and
+//! an in-memory store at 1, 2 and 4 workers, its tables compared with the oracle; a topic that
+//! grows while four workers read it; a store failure returned as an error.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Dataset, Msg, Tables};
+use weir::runtime::{Cluster, Engine, Settings, Summary};
+use weir::sink::memory::MemoryStore;
+use weir::sink::TableSet;
+use weir::source::generator::GeneratorConfig;
+use weir::source::memory::MemoryTopic;
+use weir::source::StartAt;
+use weir::spec::DataflowSpec;
+
+fn settings() -> Settings {
+    Settings {
+        start: StartAt::Earliest,
+        batch: 64,
+        max_record_bytes: weir::schema::DEFAULT_MAX_RECORD_BYTES,
+        max_in_flight: 100_000,
+        progress_interval: Duration::from_millis(10),
+        partition_discovery: Duration::from_millis(10),
+        shutdown_timeout: Duration::from_secs(10),
+        print_windows: false,
+    }
+}
+
+/// Runs `spec` over `topic` into `store` with `workers` threads, in this process.
+fn run(
+    spec: &DataflowSpec,
+    topic: &MemoryTopic,
+    store: &MemoryStore,
+    workers: usize,
+) -> weir::Result<Summary> {
+    weir::runtime::run(Engine {
+        spec: spec.clone(),
+        timely: timely::Config::process(workers),
+        cluster: Cluster {
+            workers,
+            processes: 1,
+            process: 0,
+        },
+        input: Box::new(topic.clone()),
+        store: Arc::new(store.clone()),
+        stats: Arc::default(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        settings: settings(),
+    })
+}
+
+/// A topic holding `data`, ended.
+fn topic_of(data: &Dataset) -> MemoryTopic {
+    let topic = MemoryTopic::new(data.len());
+    for (p, messages) in data {
+        for m in messages {
+            topic.push(*p, m.payload.clone(), m.timestamp);
+        }
+    }
+    topic.end();
+    topic
+}
+
+/// The topic's messages as a data set (offsets are positions).
+fn dataset_of(topic: &MemoryTopic) -> Dataset {
+    topic
+        .messages()
+        .into_iter()
+        .enumerate()
+        .map(|(p, messages)| {
+            let messages = messages
+                .into_iter()
+                .enumerate()
+                .map(|(o, m)| Msg {
+                    offset: o as i64,
+                    payload: m.payload,
+                    timestamp: m.timestamp,
+                })
+                .collect();
+            (p as i32, messages)
+        })
+        .collect()
+}
+
+/// Every table but progress, rendered as the other tests render stores.
+fn tables_of(store: &MemoryStore, spec: &DataflowSpec) -> Tables {
+    let layout = TableSet::new(spec);
+    let contents = store.tables();
+    layout.tables[..TableSet::PROGRESS]
+        .iter()
+        .map(|t| {
+            let rows = contents
+                .get(&t.name)
+                .map(|rows| rows.iter().map(|r| common::render_cells(r)).collect())
+                .unwrap_or_default();
+            (t.name.clone(), rows)
+        })
+        .collect()
+}
+
+fn generator(seed: u64, partitions: i32, count: u64) -> GeneratorConfig {
+    common::generator(seed, partitions, count, 200.0)
+}
+
+#[test]
+fn in_process_engine_equals_the_oracle_at_1_2_and_4_workers() {
+    let spec = common::spec("dataflows/users_created.toml");
+    let data = common::generated(&generator(11, 4, 3_000));
+    let expected = common::oracle(&spec, &data);
+    common::assert_interesting(&expected, &spec);
+    for workers in [1, 2, 4] {
+        let store = MemoryStore::new();
+        let summary = run(&spec, &topic_of(&data), &store, workers)
+            .unwrap_or_else(|e| panic!("-w {workers}: {e}"));
+        assert!(!summary.stopped, "the input ended; nothing stopped it");
+        assert_tables_match(&expected, &tables_of(&store, &spec), workers);
+        // Every partition's final progress is past its last message.
+        let progress = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
+        assert_eq!(progress.len(), 4, "-w {workers}: one record per partition");
+        for p in progress {
+            assert_eq!(
+                p.resume_offset,
+                data[&p.partition].len() as i64,
+                "-w {workers}: partition {} resumes after its end",
+                p.partition
+            );
+        }
+    }
+}
+
+fn assert_tables_match(expected: &Tables, actual: &Tables, workers: usize) {
+    common::assert_tables_eq(expected, actual, &format!("in-process, -w {workers}"));
+}
+
+#[test]
+fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
+    let spec = common::spec("dataflows/users_created.toml");
+    // Event times 10 ms apart by global index (offset x 6 + partition); no late records or
+    // repeats, so that what a new partition sends is never below the frontier it joins at.
+    let mut g = generator(12, 6, 0);
+    g.count = None;
+    g.rate = 100.0;
+    g.late_per_mille = 0;
+    g.duplicates_per_mille = 0;
+    let topic = MemoryTopic::new(2);
+    let mut buf = Vec::new();
+    for p in 0..2 {
+        for o in 0..200 {
+            let ts = g.message(p, o, &mut buf);
+            topic.push(p, buf.clone(), Some(ts));
+        }
+    }
+    let store = MemoryStore::new();
+    let engine = {
+        let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
+        std::thread::spawn(move || run(&spec, &topic, &store, 4))
+    };
+    // Two of the four workers own none of the first two partitions.
+    let owners: std::collections::BTreeSet<usize> = (0..2)
+        .map(|p| weir::source::assign::owner(&spec.topic, p, 4))
+        .collect();
+    assert_eq!(owners.len(), 2);
+    common::wait_until(
+        Duration::from_secs(60),
+        "the first partitions are read",
+        || store.writes() > 10,
+    );
+    topic.grow(6);
+    // A partition joins at the frontier when it is found: wait until all six are read from
+    // (each has a progress record) before producing more, so that no record is older than the
+    // frontier its partition joined at.
+    common::wait_until(
+        Duration::from_secs(60),
+        "the new partitions are assigned",
+        || {
+            weir::sink::Store::read_progress(&store, &spec.name, "memory").map_or(0, |p| p.len())
+                == 6
+        },
+    );
+    // Later event times (at least 22 s after the first phase's last, jitter included) in every
+    // partition, new and old.
+    for p in 0..6 {
+        for o in 400..600 {
+            let ts = g.message(p, o, &mut buf);
+            topic.push(p, buf.clone(), Some(ts));
+        }
+    }
+    topic.end();
+    let summary = engine
+        .join()
+        .expect("the engine thread")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!summary.stopped);
+    let data = dataset_of(&topic);
+    let expected = common::oracle(&spec, &data);
+    let actual = tables_of(&store, &spec);
+    common::assert_tables_eq(
+        &expected,
+        &actual,
+        "topic grown from 2 to 6 partitions at -w 4",
+    );
+    let late = &actual[&spec.tables.late];
+    assert!(
+        late.is_empty(),
+        "nothing a new partition sent is late: {late:?}"
+    );
+    let progress = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
+    let mut read: Vec<(i32, i64)> = progress
+        .iter()
+        .map(|p| (p.partition, p.resume_offset))
+        .collect();
+    read.sort();
+    let ends: Vec<(i32, i64)> = data.iter().map(|(p, m)| (*p, m.len() as i64)).collect();
+    assert_eq!(read, ends, "every partition is read to its end");
+}
+
+#[test]
+fn a_store_that_fails_makes_run_return_the_error_without_progress_past_it() {
+    let spec = common::spec("dataflows/users_created.toml");
+    let mut g = generator(13, 2, 0);
+    g.count = None;
+    let topic = MemoryTopic::new(2);
+    let mut buf = Vec::new();
+    for p in 0..2 {
+        for o in 0..500 {
+            let ts = g.message(p, o, &mut buf);
+            topic.push(p, buf.clone(), Some(ts));
+        }
+    }
+    // The topic does not end: only the failure can stop the engine.
+    let store = MemoryStore::new();
+    let engine = {
+        let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
+        std::thread::spawn(move || run(&spec, &topic, &store, 2))
+    };
+    common::wait_until(Duration::from_secs(60), "rows are written", || {
+        store.writes() > 5
+    });
+    store.fail_from_now();
+    let before = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
+    let result = engine.join().expect("the engine thread");
+    let error = result.expect_err("a failing store stops the engine with an error");
+    assert!(
+        error.to_string().contains("writes fail"),
+        "the store's own error is returned: {error}"
+    );
+    assert_eq!(error.exit_code(), 1);
+    let after = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
+    assert_eq!(before, after, "no progress is written once writes fail");
+}
