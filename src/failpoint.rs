@@ -6,7 +6,9 @@
 //! Points: `source.parse` (while parsing a message), `sink.mid_batch` (some rows of a write
 //! durable, others not), `sink.after_data_write` (a write durable, its progress not yet
 //! written), `progress.before_write`, `progress.after_write` (progress durable, not yet
-//! committed to Kafka).
+//! committed to Kafka), `progress.before_commit` (the Kafka consumer-group commit about to be
+//! sent). Before it kills, a failpoint says so on stderr (`failpoint NAME: killing the
+//! process`), so that tests can tell its kill from their own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;

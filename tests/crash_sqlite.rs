@@ -25,7 +25,7 @@ fn twenty_kills_at_failpoints_and_random_moments_leave_the_oracle_tables() {
         progress: 1..10,
         random_ms: 100..800,
     };
-    let kills = crash_loop(&args, 20, 5, &ranges);
+    let kills = crash_loop(&args, &CRASH_POINTS, 20, 5, &ranges);
     assert!(kills >= 20);
     assert_tables_eq(
         &expected,

@@ -1,6 +1,7 @@
 //! The engine in-process: `weir::runtime::run` started by the test with an in-memory topic and
-//! an in-memory store at 1, 2 and 4 workers, its tables compared with the oracle; a topic that
-//! grows while four workers read it; a store failure returned as an error.
+//! an in-memory store at 1, 2 and 4 workers and as a cluster of 2 timely processes (over
+//! loopback TCP, each a thread here), its tables compared with the oracle; a topic that grows
+//! while four workers read it; a store failure returned as an error.
 
 mod common;
 
@@ -130,14 +131,83 @@ fn in_process_engine_equals_the_oracle_at_1_2_and_4_workers() {
             );
         }
     }
+    let store = MemoryStore::new();
+    for result in run_cluster(&spec, &topic_of(&data), &store, 2, 2)
+        .join()
+        .expect("the cluster")
+    {
+        result.unwrap_or_else(|e| panic!("2 processes x -w 2: {e}"));
+    }
+    common::assert_tables_eq(
+        &expected,
+        &tables_of(&store, &spec),
+        "in-process, 2 processes x -w 2",
+    );
 }
 
 fn assert_tables_match(expected: &Tables, actual: &Tables, workers: usize) {
     common::assert_tables_eq(expected, actual, &format!("in-process, -w {workers}"));
 }
 
-#[test]
-fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
+/// Runs `spec` over `topic` into `store` as `processes` timely processes (a real cluster over
+/// loopback TCP, each process a thread here) of `workers` threads; returns each one's result.
+fn run_cluster(
+    spec: &DataflowSpec,
+    topic: &MemoryTopic,
+    store: &MemoryStore,
+    processes: usize,
+    workers: usize,
+) -> std::thread::JoinHandle<Vec<weir::Result<Summary>>> {
+    if processes == 1 {
+        let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
+        return std::thread::spawn(move || vec![run(&spec, &topic, &store, workers)]);
+    }
+    let addresses: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", common::free_port()))
+        .collect();
+    let handles: Vec<_> = (0..processes)
+        .map(|process| {
+            let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
+            let addresses = addresses.clone();
+            std::thread::spawn(move || {
+                weir::runtime::run(Engine {
+                    spec,
+                    timely: timely::Config {
+                        communication: timely::CommunicationConfig::Cluster {
+                            threads: workers,
+                            process,
+                            addresses,
+                            report: false,
+                            zerocopy: false,
+                        },
+                        worker: timely::WorkerConfig::default(),
+                    },
+                    cluster: Cluster {
+                        workers,
+                        processes,
+                        process,
+                    },
+                    input: Box::new(topic),
+                    store: Arc::new(store),
+                    stats: Arc::default(),
+                    shutdown: Arc::new(AtomicBool::new(false)),
+                    settings: settings(),
+                })
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a process thread"))
+            .collect()
+    })
+}
+
+/// A topic grows from 2 to 6 partitions while `processes` x `workers` read it: every record
+/// of every partition is read, and the tables equal the oracle.
+fn partitions_added_while_running(processes: usize, workers: usize) {
+    let what = format!("topic grown from 2 to 6 partitions, {processes} x -w {workers}");
     let spec = common::spec("dataflows/users_created.toml");
     // Event times 10 ms apart by global index (offset x 6 + partition); no late records or
     // repeats, so that what a new partition sends is never below the frontier it joins at.
@@ -154,16 +224,13 @@ fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
             topic.push(p, buf.clone(), Some(ts));
         }
     }
-    let store = MemoryStore::new();
-    let engine = {
-        let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
-        std::thread::spawn(move || run(&spec, &topic, &store, 4))
-    };
     // Two of the four workers own none of the first two partitions.
     let owners: std::collections::BTreeSet<usize> = (0..2)
-        .map(|p| weir::source::assign::owner(&spec.topic, p, 4))
+        .map(|p| weir::source::assign::owner(&spec.topic, p, processes * workers))
         .collect();
     assert_eq!(owners.len(), 2);
+    let store = MemoryStore::new();
+    let engine = run_cluster(&spec, &topic, &store, processes, workers);
     common::wait_until(
         Duration::from_secs(60),
         "the first partitions are read",
@@ -190,23 +257,18 @@ fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
         }
     }
     topic.end();
-    let summary = engine
-        .join()
-        .expect("the engine thread")
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!summary.stopped);
+    for result in engine.join().expect("the engine thread") {
+        let summary = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!summary.stopped);
+    }
     let data = dataset_of(&topic);
     let expected = common::oracle(&spec, &data);
     let actual = tables_of(&store, &spec);
-    common::assert_tables_eq(
-        &expected,
-        &actual,
-        "topic grown from 2 to 6 partitions at -w 4",
-    );
+    common::assert_tables_eq(&expected, &actual, &what);
     let late = &actual[&spec.tables.late];
     assert!(
         late.is_empty(),
-        "nothing a new partition sent is late: {late:?}"
+        "{what}: nothing a new partition sent is late: {late:?}"
     );
     let progress = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
     let mut read: Vec<(i32, i64)> = progress
@@ -215,7 +277,17 @@ fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
         .collect();
     read.sort();
     let ends: Vec<(i32, i64)> = data.iter().map(|(p, m)| (*p, m.len() as i64)).collect();
-    assert_eq!(read, ends, "every partition is read to its end");
+    assert_eq!(read, ends, "{what}: every partition is read to its end");
+}
+
+#[test]
+fn partitions_added_while_four_workers_run_are_read_whoever_owns_them() {
+    partitions_added_while_running(1, 4);
+}
+
+#[test]
+fn partitions_added_while_two_processes_of_two_workers_run_are_read() {
+    partitions_added_while_running(2, 2);
 }
 
 #[test]

@@ -120,7 +120,10 @@ fn twenty_kills_with_kafka_and_cassandra_leave_the_oracle_tables() {
         progress: 1..20,
         random_ms: 100..900,
     };
-    let kills = crash_loop(&args, 20, 9, &ranges);
+    // Kafka commits consumer-group offsets after progress: a kill between the two as well.
+    let mut points = CRASH_POINTS.to_vec();
+    points.insert(5, "progress.before_commit");
+    let kills = crash_loop(&args, &points, 20, 9, &ranges);
     assert!(kills >= 20);
     assert_tables_eq(
         &expected,
@@ -129,8 +132,8 @@ fn twenty_kills_with_kafka_and_cassandra_leave_the_oracle_tables() {
     );
 }
 
-/// Offsets the consumer group `weir-users_created` committed for `topic`.
-fn committed(topic: &str, partitions: i32) -> Vec<i64> {
+/// Offsets the consumer group `weir-users_created` committed for `topic` (`None`: none yet).
+fn committed(topic: &str, partitions: i32) -> Vec<Option<i64>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_addr())
@@ -148,26 +151,96 @@ fn committed(topic: &str, partitions: i32) -> Vec<i64> {
     (0..partitions)
         .map(
             |p| match committed.find_partition(topic, p).unwrap().offset() {
-                rdkafka::Offset::Offset(o) => o,
-                other => panic!("partition {p}: no committed offset ({other:?})"),
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
             },
         )
         .collect()
 }
 
+/// The resume offsets stored in the progress table of `keyspace` for `topic`.
+fn stored_progress(keyspace: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    use futures::TryStreamExt;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rows: Vec<(String, String, i32, i64)> = runtime.block_on(async {
+        let session = cql_session(&cassandra_addr()).await;
+        session
+            .query_iter(
+                format!("SELECT dataflow, source, kafka_partition, resume_offset FROM {keyspace}.weir_progress"),
+                (),
+            )
+            .await
+            .unwrap()
+            .rows_stream::<(String, String, i32, i64)>()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    });
+    let source = format!("kafka:{topic}");
+    (0..partitions)
+        .map(|p| {
+            rows.iter()
+                .find(|(d, s, q, _)| d == "users_created" && *s == source && *q == p)
+                .map(|r| r.3)
+        })
+        .collect()
+}
+
 #[test]
-fn offsets_are_committed_for_lag_tools_after_progress() {
+fn offsets_are_committed_for_lag_tools_only_after_the_progress_they_follow() {
     let spec = spec("dataflows/users_created.toml");
-    let g = generator(51, 3, 600, 0.0);
+    let g = generator(51, 3, 3000, 0.0);
     let data = generated(&g);
     let topic = unique("users_commit");
     produce(&topic, &data);
     let keyspace = unique("ks");
+    let mut args = kafka_cassandra_args(&topic, &keyspace);
+    // Small batches and frequent progress: many records, many commits, each run killed early.
+    args.extend(["--batch", "32", "--progress-interval", "10ms"].map(String::from));
+    // Killed between a durable progress record and the commit that follows it: the group's
+    // offsets may lag the stored progress, never lead it.
+    let mut lagged = false;
+    for (i, point) in ["progress.before_commit", "progress.after_write"]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        let mut cmd = weir();
+        cmd.args(&args)
+            .env("WEIR_FAILPOINTS", format!("{point}={}", 3 + i * 2));
+        let (status, _, stderr) = run(cmd, Duration::from_secs(120));
+        assert!(
+            stderr.contains(&format!("failpoint {point}: killing the process")),
+            "{point} fired: {status}\n{stderr}"
+        );
+        let stored = stored_progress(&keyspace, &topic, 3);
+        let group = committed(&topic, 3);
+        for p in 0..3 {
+            match (group[p], stored[p]) {
+                (Some(c), Some(s)) => {
+                    assert!(
+                        c <= s,
+                        "partition {p}: committed {c} is past the stored {s}"
+                    );
+                    lagged |= c < s;
+                }
+                (Some(c), None) => panic!("partition {p}: committed {c} with no stored progress"),
+                (None, Some(_)) => lagged = true,
+                (None, None) => {}
+            }
+        }
+    }
+    assert!(
+        lagged,
+        "a kill between the progress write and the commit leaves the group behind the stored progress"
+    );
     let mut cmd = weir();
-    cmd.args(kafka_cassandra_args(&topic, &keyspace));
+    cmd.args(&args);
     let (status, _, stderr) = run(cmd, Duration::from_secs(120));
     assert!(status.success(), "{stderr}");
-    let expected: Vec<i64> = (0..3).map(|p| data[&p].len() as i64).collect();
+    let expected: Vec<Option<i64>> = (0..3).map(|p| Some(data[&p].len() as i64)).collect();
     assert_eq!(
         committed(&topic, 3),
         expected,
