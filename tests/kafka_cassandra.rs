@@ -189,32 +189,48 @@ fn stored_progress(keyspace: &str, topic: &str, partitions: i32) -> Vec<Option<i
 
 #[test]
 fn offsets_are_committed_for_lag_tools_only_after_the_progress_they_follow() {
-    let spec = spec("dataflows/users_created.toml");
-    let g = generator(51, 3, 3000, 0.0);
+    // Second-sized windows and event times 10 ms apart: resume offsets move (and progress is
+    // written) many times a run.
+    let dir = temp_dir("commit");
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    let g = generator(51, 3, 6000, 100.0);
     let data = generated(&g);
     let topic = unique("users_commit");
     produce(&topic, &data);
     let keyspace = unique("ks");
     let mut args = kafka_cassandra_args(&topic, &keyspace);
-    // Small batches and frequent progress: many records, many commits, each run killed early.
-    args.extend(["--batch", "32", "--progress-interval", "10ms"].map(String::from));
+    // Small batches, few rows in flight and frequent progress: many progress records and
+    // commits a run, each run killed early.
+    args.extend(
+        [
+            "--batch",
+            "16",
+            "--max-in-flight",
+            "100",
+            "--progress-interval",
+            "10ms",
+        ]
+        .map(String::from),
+    );
+    args.extend(["--dataflow".to_string(), dataflow.display().to_string()]);
     // Killed between a durable progress record and the commit that follows it: the group's
     // offsets may lag the stored progress, never lead it.
+    let points = ["progress.before_commit", "progress.after_write"];
+    let mut fired = [0; 2];
     let mut lagged = false;
-    for (i, point) in ["progress.before_commit", "progress.after_write"]
-        .iter()
-        .cycle()
-        .take(6)
-        .enumerate()
-    {
+    for i in 0..12 {
+        let point = points[i % 2];
         let mut cmd = weir();
         cmd.args(&args)
-            .env("WEIR_FAILPOINTS", format!("{point}={}", 3 + i * 2));
+            .env("WEIR_FAILPOINTS", format!("{point}={}", 2 + i / 2));
         let (status, _, stderr) = run(cmd, Duration::from_secs(120));
-        assert!(
-            stderr.contains(&format!("failpoint {point}: killing the process")),
-            "{point} fired: {status}\n{stderr}"
-        );
+        if !stderr.contains(&format!("failpoint {point}: killing the process")) {
+            assert!(status.success(), "{point}: {status}\n{stderr}");
+            // The input is complete: nothing more to kill.
+            break;
+        }
+        fired[i % 2] += 1;
         let stored = stored_progress(&keyspace, &topic, 3);
         let group = committed(&topic, 3);
         for p in 0..3 {
@@ -232,6 +248,10 @@ fn offsets_are_committed_for_lag_tools_only_after_the_progress_they_follow() {
             }
         }
     }
+    assert!(
+        fired.iter().all(|n| *n > 0),
+        "both kill points fired (before_commit, after_write): {fired:?}"
+    );
     assert!(
         lagged,
         "a kill between the progress write and the commit leaves the group behind the stored progress"

@@ -260,3 +260,94 @@ impl WriteMeters {
         self.duration.observe(submitted.elapsed().as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::record::{Key, Value};
+    use timely::dataflow::operators::{Input, Probe};
+    use timely::dataflow::ProbeHandle;
+
+    /// Keeps every acknowledgement until the test releases them.
+    #[derive(Default)]
+    struct HeldStore {
+        held: Mutex<Vec<(usize, usize, Ack)>>,
+    }
+
+    impl HeldStore {
+        fn release(&self) -> Vec<(usize, usize)> {
+            let held = std::mem::take(&mut *self.held.lock().unwrap());
+            held.into_iter()
+                .map(|(table, rows, ack)| {
+                    ack();
+                    (table, rows)
+                })
+                .collect()
+        }
+    }
+
+    impl Store for HeldStore {
+        fn prepare(&self, _tables: &TableSet, _failed: &FirstError) -> Result<()> {
+            Ok(())
+        }
+        fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
+            self.held.lock().unwrap().push((table, rows.len(), ack));
+        }
+        fn read_progress(&self, _: &str, _: &str) -> Result<Vec<PartitionProgress>> {
+            Ok(Vec::new())
+        }
+        fn describe(&self) -> String {
+            "held".into()
+        }
+    }
+
+    #[test]
+    fn the_durable_frontier_waits_for_the_store_to_acknowledge() {
+        let spec =
+            DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml")).unwrap();
+        let store = Arc::new(HeldStore::default());
+        let held = Arc::clone(&store);
+        timely::execute_directly(move |worker| {
+            let durable = ProbeHandle::new();
+            let (mut records, mut rejects, mut windows) = worker.dataflow::<u64, _, _>(|scope| {
+                let (records, r) = scope.new_input::<Vec<Record>>();
+                let (rejects, j) = scope.new_input::<Vec<Reject>>();
+                let (windows, w) = scope.new_input::<Vec<WindowResult>>();
+                let tables = Arc::new(TableSet::new(&spec));
+                let store: Arc<dyn Store> = held.clone();
+                render(r, j, w, store, tables, Arc::default(), &spec).probe_with(&durable);
+                (records, rejects, windows)
+            });
+            let mut values = vec![Value::Null; spec.fields.len()];
+            values[spec.key] = Value::Uuid(7);
+            records.advance_to(5);
+            records.send(Record {
+                partition: 0,
+                offset: 0,
+                event_time: 5,
+                key: Key::Uuid(7),
+                values,
+                read_at_us: 0,
+            });
+            records.advance_to(10);
+            rejects.advance_to(10);
+            windows.advance_to(10);
+            for _ in 0..20 {
+                worker.step();
+            }
+            assert!(
+                durable.less_equal(&5),
+                "a row at 5 is not durable until the store says so"
+            );
+            assert_eq!(held.release(), [(TableSet::ROWS, 1)]);
+            for _ in 0..20 {
+                worker.step();
+            }
+            assert!(
+                !durable.less_than(&10),
+                "acknowledged: durable up to the inputs' frontier"
+            );
+            assert!(durable.less_equal(&10));
+        });
+    }
+}
