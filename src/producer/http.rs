@@ -145,18 +145,25 @@ pub struct ApiClient {
     rng: fastrand::Rng,
 }
 
-impl ApiClient {
-    /// Checks the URL and builds the client.
-    pub fn new(config: HttpConfig) -> Result<Self> {
-        let url = reqwest::Url::parse(&config.url)
+impl HttpConfig {
+    /// The API's URL, checked (pure: no request is made).
+    pub fn checked_url(&self) -> Result<reqwest::Url> {
+        reqwest::Url::parse(&self.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| {
                 Error::Config(format!(
                     "--api {:?} is not an http(s) URL like https://randomuser.me/api/",
-                    config.url
+                    self.url
                 ))
-            })?;
+            })
+    }
+}
+
+impl ApiClient {
+    /// Checks the URL and builds the client.
+    pub fn new(config: HttpConfig) -> Result<Self> {
+        let url = config.checked_url()?;
         let client = reqwest::Client::builder()
             // A dead host or a black-holed route fails in seconds, not the OS's minutes.
             .connect_timeout(config.connect_timeout)

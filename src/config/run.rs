@@ -1,0 +1,334 @@
+//! Resolution of the flags of a run (`weir` and `weir run`) into a [`RunConfig`]: what to read,
+//! the dataflow (loaded once, here), where to write, and the cluster's shape.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cli::{GeneratorArgs, RunArgs, SinkKind};
+use super::files::secret_from;
+use crate::error::{Error, Result};
+use crate::sink::cassandra::CassandraConfig;
+use crate::source::generator::GeneratorConfig;
+use crate::source::kafka::KafkaConfig;
+use crate::source::StartAt;
+use crate::spec::DataflowSpec;
+
+/// Where records come from.
+#[derive(Clone, Debug)]
+pub enum SourceChoice {
+    /// A Kafka topic.
+    Kafka(KafkaConfig),
+    /// The built-in generator.
+    Generator(GeneratorConfig),
+    /// JSON-lines files.
+    Files(PathBuf),
+}
+
+/// Where results go.
+#[derive(Clone, Debug)]
+pub enum SinkChoice {
+    /// Cassandra.
+    Cassandra(CassandraConfig),
+    /// SQLite file.
+    Sqlite(PathBuf),
+    /// Nowhere.
+    Null,
+}
+
+/// A resolved, checked run configuration.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes.
+    pub processes: usize,
+    /// This process.
+    pub process: usize,
+    /// Addresses of all processes (cluster mode).
+    pub addresses: Vec<String>,
+    /// The dataflow, loaded (once) from its file.
+    pub spec: DataflowSpec,
+    /// Source.
+    pub source: SourceChoice,
+    /// Sink.
+    pub sink: SinkChoice,
+    /// Start position without progress.
+    pub start: StartAt,
+    /// Messages per activation.
+    pub batch: usize,
+    /// Oversize limit.
+    pub max_record_bytes: usize,
+    /// Backpressure threshold.
+    pub max_in_flight: u64,
+    /// Progress write interval.
+    pub progress_interval: Duration,
+    /// Partition discovery interval (Kafka).
+    pub partition_discovery: Duration,
+    /// Shutdown bound.
+    pub shutdown_timeout: Duration,
+    /// Print no window results.
+    pub quiet: bool,
+    /// Where to serve the status page and metrics (`None`: nowhere).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl GeneratorArgs {
+    /// The generator configuration.
+    pub fn resolve(&self) -> Result<GeneratorConfig> {
+        if self.partitions < 1 {
+            return Err(Error::Config("--partitions must be at least 1".into()));
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err(Error::Config(
+                "--rate must be a number of users per second, 0 for unthrottled".into(),
+            ));
+        }
+        let epoch_ms = match &self.epoch {
+            Some(text) => crate::time::parse_rfc3339(text)
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "--epoch {text:?} is not an RFC 3339 time like 2026-11-21T10:00:00Z"
+                    ))
+                })? as u64,
+            None => crate::time::now_ms() / 60_000 * 60_000,
+        };
+        Ok(GeneratorConfig {
+            seed: self.seed,
+            partitions: self.partitions,
+            count: self.count,
+            rate: self.rate,
+            epoch_ms,
+            duplicates_per_mille: self.duplicates.min(1000),
+            late_per_mille: self.late.min(1000),
+            malformed_per_mille: self.malformed.min(1000),
+        })
+    }
+}
+
+impl RunArgs {
+    /// Checks the flags and resolves them into a [`RunConfig`].
+    pub fn resolve(&self) -> Result<RunConfig> {
+        let RunArgs {
+            workers,
+            processes,
+            process,
+            hostfile,
+            dataflow,
+            brokers,
+            topic,
+            group,
+            kafka,
+            start,
+            until,
+            input,
+            cassandra,
+            keyspace,
+            replication,
+            cassandra_user,
+            cassandra_password,
+            cassandra_password_file,
+            cassandra_tls,
+            cassandra_tls_ca,
+            cassandra_concurrency,
+            cassandra_test_server,
+            sqlite,
+            sink,
+            generator,
+            batch,
+            max_record_bytes,
+            max_in_flight,
+            progress_interval,
+            shutdown_timeout,
+            connect_timeout,
+            partition_discovery,
+            quiet,
+            log_format: _,
+            metrics_addr,
+        } = self;
+        if *workers == 0 || *processes == 0 {
+            return Err(Error::Config("-w and -n must be at least 1".into()));
+        }
+        if process >= processes {
+            return Err(Error::Config(format!(
+                "-p {process} is out of range for -n {processes} (use 0..{})",
+                processes - 1
+            )));
+        }
+        let addresses = match (hostfile, *processes) {
+            (_, 1) => Vec::new(),
+            (None, n) => {
+                return Err(Error::Config(format!(
+                    "-n {n} needs --hostfile FILE with one host:port per process"
+                )))
+            }
+            (Some(path), n) => super::files::hostfile(path, n)?,
+        };
+        let spec = DataflowSpec::load(dataflow)?;
+        let timeout = *connect_timeout;
+        let start = match start.as_str() {
+            "earliest" => StartAt::Earliest,
+            "latest" => StartAt::Latest,
+            text => StartAt::Time(crate::time::parse_rfc3339(text).ok_or_else(|| {
+                Error::Config(format!("--start {text:?}: use earliest, latest or an RFC 3339 time like 2026-11-21T10:00:00Z"))
+            })?),
+        };
+        let (until_end, until_offset) = match until.as_deref() {
+            None => (false, None),
+            Some("end") => (true, None),
+            Some(text) => match text.parse::<i64>() {
+                Ok(o) if o >= 0 => (false, Some(o)),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "--until {text:?}: use `end` or an offset"
+                    )))
+                }
+            },
+        };
+        let source = match (brokers, input) {
+            (Some(brokers), _) => {
+                crate::security::no_credentials_in("--brokers", brokers)?;
+                let settings = kafka.resolve()?;
+                SourceChoice::Kafka(KafkaConfig {
+                    brokers: brokers.clone(),
+                    topic: topic.clone().unwrap_or_else(|| spec.topic.clone()),
+                    group: group
+                        .clone()
+                        .unwrap_or_else(|| format!("weir-{}", spec.name)),
+                    settings,
+                    until_end,
+                    until_offset,
+                    timeout,
+                })
+            }
+            (None, Some(dir)) => SourceChoice::Files(dir.clone()),
+            (None, None) => {
+                if until.is_some() {
+                    return Err(Error::Config(
+                        "--until applies to Kafka; bound the generator with --count".into(),
+                    ));
+                }
+                SourceChoice::Generator(generator.resolve()?)
+            }
+        };
+        let password = secret_from(
+            "the Cassandra password: --cassandra-password (WEIR_CASSANDRA_PASSWORD) or --cassandra-password-file",
+            cassandra_password,
+            cassandra_password_file,
+            "--cassandra-password-file",
+        )?;
+        let credentials = match (cassandra_user, password) {
+            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (None, None) => None,
+            _ => return Err(Error::Config("set both --cassandra-user and a password (WEIR_CASSANDRA_PASSWORD or --cassandra-password-file)".into())),
+        };
+        let cassandra_config = |nodes: &str| CassandraConfig {
+            nodes: nodes
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            keyspace: keyspace.clone(),
+            replication: replication.clone(),
+            credentials: credentials.clone(),
+            concurrency: (*cassandra_concurrency).max(1),
+            max_attempts: 8,
+            timeout,
+            test_server: *cassandra_test_server,
+            tls: (*cassandra_tls || cassandra_tls_ca.is_some()).then(|| {
+                crate::sink::cassandra::CassandraTls {
+                    ca: cassandra_tls_ca.clone(),
+                }
+            }),
+        };
+        let sink = match (sink, cassandra) {
+            (SinkKind::Null, _) => SinkChoice::Null,
+            (SinkKind::Sqlite, _) | (SinkKind::Auto, None) => SinkChoice::Sqlite(sqlite.clone()),
+            (SinkKind::Cassandra | SinkKind::Auto, Some(nodes)) => {
+                crate::security::no_credentials_in("--cassandra", nodes)?;
+                SinkChoice::Cassandra(cassandra_config(nodes))
+            }
+            (SinkKind::Cassandra, None) => {
+                return Err(Error::Config(
+                    "--sink cassandra needs --cassandra host:port".into(),
+                ))
+            }
+        };
+        if let SinkChoice::Cassandra(CassandraConfig { tls: Some(tls), .. }) = &sink {
+            tls.client_config()?;
+        }
+        if let SinkChoice::Cassandra(c) = &sink {
+            let valid =
+                |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.is_empty();
+            if !valid(&c.keyspace) {
+                return Err(Error::Config(format!(
+                    "--keyspace {:?}: use letters, digits and _",
+                    c.keyspace
+                )));
+            }
+        }
+        if *batch == 0 {
+            return Err(Error::Config("--batch must be at least 1".into()));
+        }
+        let metrics_addr = match metrics_addr.as_str() {
+            "off" | "" => None,
+            text => {
+                let mut addr: std::net::SocketAddr = text.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "--metrics-addr {text:?}: use ip:port like 127.0.0.1:9898, or `off`"
+                    ))
+                })?;
+                if addr.port() != 0 {
+                    let port = addr.port() as usize + process;
+                    let port = u16::try_from(port).map_err(|_| {
+                        Error::Config(format!(
+                            "--metrics-addr {text}: port + -p {process} is above 65535"
+                        ))
+                    })?;
+                    addr.set_port(port);
+                }
+                Some(addr)
+            }
+        };
+        Ok(RunConfig {
+            workers: *workers,
+            processes: *processes,
+            process: *process,
+            addresses,
+            spec,
+            source,
+            sink,
+            start,
+            batch: *batch,
+            max_record_bytes: *max_record_bytes,
+            max_in_flight: *max_in_flight,
+            progress_interval: *progress_interval,
+            shutdown_timeout: *shutdown_timeout,
+            partition_discovery: *partition_discovery,
+            quiet: *quiet,
+            metrics_addr,
+        })
+    }
+}
+
+impl RunConfig {
+    /// The timely configuration for this process.
+    pub fn timely_config(&self) -> Result<timely::Config> {
+        use timely::CommunicationConfig;
+        let communication = if self.processes == 1 {
+            CommunicationConfig::Process(self.workers)
+        } else {
+            CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        };
+        Ok(timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        })
+    }
+}
