@@ -149,3 +149,43 @@ fn a_second_dataflow_with_nested_paths_and_sums() {
     assert!(!actual["order_totals_by_window"].is_empty());
     assert_eq!(actual["orders_dead_letters"].len(), 6);
 }
+
+#[test]
+fn dead_letters_carry_a_reason_kind_also_in_a_database_made_before_it_existed() {
+    let spec = spec(USERS);
+    let g = generator(17, 2, 2000, 0.0);
+    let expected = oracle(&spec, &generated(&g));
+    let dir = temp_dir("reason_kind");
+    let db = dir.join("old.db");
+    // The dead-letter table as Weir made it before `reason_kind`.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE users_dead_letters (topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, \
+             kafka_offset INTEGER NOT NULL, reason TEXT, payload BLOB, payload_size INTEGER, \
+             PRIMARY KEY (topic, kafka_partition, kafka_offset));",
+        )
+        .unwrap();
+    run_sqlite(&generator_args(&g), &db);
+    assert_tables_eq(&expected, &read_sqlite(&db, &spec), "an upgraded database");
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut statement = connection
+        .prepare(
+            "SELECT reason_kind, count(*) FROM users_dead_letters GROUP BY reason_kind ORDER BY 1",
+        )
+        .unwrap();
+    let kinds: Vec<(Option<String>, i64)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let names: Vec<Option<&str>> = kinds.iter().map(|(k, _)| k.as_deref()).collect();
+    assert!(
+        names.contains(&Some("malformed")) && names.contains(&Some("missing_field")),
+        "users can group dead letters by kind: {kinds:?}"
+    );
+    assert!(
+        !names.contains(&None),
+        "every dead letter has a kind: {kinds:?}"
+    );
+}
