@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::{RunConfig, SinkChoice, SourceChoice};
 use crate::error::Result;
 use crate::metrics::Stats;
-use crate::runtime::{Cluster, Engine, Settings, Summary};
+use crate::runtime::{Cluster, Engine, Summary};
 use crate::sink::cassandra::CassandraStore;
 use crate::sink::sqlite::SqliteStore;
 use crate::sink::{NullStore, Store};
@@ -26,14 +26,7 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         spec,
         source,
         sink,
-        start,
-        batch,
-        max_record_bytes,
-        max_in_flight,
-        progress_interval,
-        partition_discovery,
-        shutdown_timeout,
-        quiet,
+        settings,
         metrics_addr,
     } = config;
     let stats = Arc::new(Stats::default());
@@ -63,15 +56,6 @@ pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {
         store,
         stats,
         shutdown,
-        settings: Settings {
-            start,
-            batch,
-            max_record_bytes,
-            max_in_flight,
-            progress_interval,
-            partition_discovery,
-            shutdown_timeout,
-            print_windows: !quiet,
-        },
+        settings,
     })
 }

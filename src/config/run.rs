@@ -2,11 +2,11 @@
 //! the dataflow (loaded once, here), where to write, and the cluster's shape.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::cli::{GeneratorArgs, RunArgs, SinkKind};
 use super::files::secret_from;
 use crate::error::{Error, Result};
+use crate::runtime::Settings;
 use crate::sink::cassandra::CassandraConfig;
 use crate::source::generator::GeneratorConfig;
 use crate::source::kafka::KafkaConfig;
@@ -52,22 +52,8 @@ pub struct RunConfig {
     pub source: SourceChoice,
     /// Sink.
     pub sink: SinkChoice,
-    /// Start position without progress.
-    pub start: StartAt,
-    /// Messages per activation.
-    pub batch: usize,
-    /// Oversize limit.
-    pub max_record_bytes: usize,
-    /// Backpressure threshold.
-    pub max_in_flight: u64,
-    /// Progress write interval.
-    pub progress_interval: Duration,
-    /// Partition discovery interval (Kafka).
-    pub partition_discovery: Duration,
-    /// Shutdown bound.
-    pub shutdown_timeout: Duration,
-    /// Print no window results.
-    pub quiet: bool,
+    /// How the engine behaves (start position, batch, bounds, intervals).
+    pub settings: Settings,
     /// Where to serve the status page and metrics (`None`: nowhere).
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -298,14 +284,16 @@ impl RunArgs {
             spec,
             source,
             sink,
-            start,
-            batch: *batch,
-            max_record_bytes: *max_record_bytes,
-            max_in_flight: *max_in_flight,
-            progress_interval: *progress_interval,
-            shutdown_timeout: *shutdown_timeout,
-            partition_discovery: *partition_discovery,
-            quiet: *quiet,
+            settings: Settings {
+                start,
+                batch: *batch,
+                max_record_bytes: *max_record_bytes,
+                max_in_flight: *max_in_flight,
+                progress_interval: *progress_interval,
+                partition_discovery: *partition_discovery,
+                shutdown_timeout: *shutdown_timeout,
+                print_windows: !*quiet,
+            },
             metrics_addr,
         })
     }
