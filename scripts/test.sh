@@ -26,6 +26,7 @@ cargo test --locked "$@"
 # Benchmarks still build and run (smoke runs on small inputs, not measurements).
 cargo test --locked --bench kernels
 COUNT=20000 RUNS=1 bash scripts/bench.sh
+COUNT=20000 PAIRS=1 bash scripts/bench-pair.sh target/release/weir target/release/weir
 COUNTS=20000 bash scripts/bench-memory.sh
 RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
 COUNT=5000 bash scripts/bench-kafka.sh

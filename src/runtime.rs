@@ -189,7 +189,18 @@ pub fn run(engine: Engine) -> Result<Summary> {
     });
     let (results, collected) = mpsc::channel();
     let guards = timely::execute(timely, move |worker| {
-        let outcome = run_worker(worker, &shared);
+        // A panic (a bug) stops the peers of this process as an error does, instead of leaving
+        // them waiting for this worker.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(worker, &shared)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(Error::Cluster(format!("a worker panicked: {what}")))
+                });
         // Timely would go on stepping a dataflow that has not completed (sources that stopped
         // keep their capabilities): remove it unscheduled instead, so that nothing it holds is
         // seen released and nothing more is written.
