@@ -113,12 +113,19 @@ fn in_process_engine_equals_the_oracle_at_1_2_and_4_workers() {
     let data = common::generated(&generator(11, 4, 3_000));
     let expected = common::oracle(&spec, &data);
     common::assert_interesting(&expected, &spec);
+    // Every cell, dead-letter reasons word for word, is the same at every shape.
+    let mut first: Option<Tables> = None;
     for workers in [1, 2, 4] {
         let store = MemoryStore::new();
         let summary = run(&spec, &topic_of(&data), &store, workers)
             .unwrap_or_else(|e| panic!("-w {workers}: {e}"));
         assert!(!summary.stopped, "the input ended; nothing stopped it");
-        assert_tables_match(&expected, &tables_of(&store, &spec), workers);
+        let tables = tables_of(&store, &spec);
+        assert_tables_match(&expected, &tables, workers);
+        match &first {
+            None => first = Some(tables),
+            Some(first) => assert!(*first == tables, "-w {workers}: tables differ from -w 1"),
+        }
         // Every partition's final progress is past its last message.
         let progress = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
         assert_eq!(progress.len(), 4, "-w {workers}: one record per partition");
@@ -138,10 +145,11 @@ fn in_process_engine_equals_the_oracle_at_1_2_and_4_workers() {
     {
         result.unwrap_or_else(|e| panic!("2 processes x -w 2: {e}"));
     }
-    common::assert_tables_eq(
-        &expected,
-        &tables_of(&store, &spec),
-        "in-process, 2 processes x -w 2",
+    let tables = tables_of(&store, &spec);
+    common::assert_tables_eq(&expected, &tables, "in-process, 2 processes x -w 2");
+    assert!(
+        first.as_ref() == Some(&tables),
+        "2 processes x -w 2: tables differ from -w 1"
     );
 }
 
