@@ -3,8 +3,8 @@
 //! page's model ([`crate::status::StatusBoard`]).
 //!
 //! Contract: hot paths never touch a shared counter per record. The source adds its counts
-//! once per batch and partition, the sink once per write; the worker loop publishes gauges
-//! (frontiers, positions, lag) a few times a second. Label values are small integers and
+//! once per batch and partition, the sink once per write; the source publishes its partitions'
+//! gauges (positions, ends, lag) and the worker loop its frontiers, a few times a second. Label values are small integers and
 //! table names, so the number of series is bounded by workers x partitions x tables.
 
 use std::collections::VecDeque;

@@ -2,8 +2,9 @@
 //! throughput over the last minutes, the latest dead letters, late records and window
 //! results. [`crate::http`] serves it as JSON at `/api/status` and draws it at `/`.
 //!
-//! Contract: writers are the worker loops (a few times a second), the source (once per batch
-//! with rejects) and the sink (once per acknowledged window write); every list is bounded, so
+//! Contract: writers are the worker loops (frontiers and durable offsets, a few times a
+//! second), the source (its partitions a few times a second; rejects once per batch with
+//! them) and the sink (once per acknowledged window write); every list is bounded, so
 //! the board's size does not grow with the input.
 
 use std::collections::{BTreeMap, VecDeque};

@@ -31,6 +31,26 @@ fn settings() -> Settings {
     }
 }
 
+/// The engine for `spec` over `topic` into `store`, as `cluster` describes it.
+fn engine(
+    spec: &DataflowSpec,
+    topic: &MemoryTopic,
+    store: &MemoryStore,
+    timely: timely::Config,
+    cluster: Cluster,
+) -> Engine {
+    Engine {
+        spec: spec.clone(),
+        timely,
+        cluster,
+        input: Box::new(topic.clone()),
+        store: Arc::new(store.clone()),
+        stats: Arc::default(),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        settings: settings(),
+    }
+}
+
 /// Runs `spec` over `topic` into `store` with `workers` threads, in this process.
 fn run(
     spec: &DataflowSpec,
@@ -38,20 +58,13 @@ fn run(
     store: &MemoryStore,
     workers: usize,
 ) -> weir::Result<Summary> {
-    weir::runtime::run(Engine {
-        spec: spec.clone(),
-        timely: timely::Config::process(workers),
-        cluster: Cluster {
-            workers,
-            processes: 1,
-            process: 0,
-        },
-        input: Box::new(topic.clone()),
-        store: Arc::new(store.clone()),
-        stats: Arc::default(),
-        shutdown: Arc::new(AtomicBool::new(false)),
-        settings: settings(),
-    })
+    let cluster = Cluster {
+        workers,
+        processes: 1,
+        process: 0,
+    };
+    let timely = timely::Config::process(workers);
+    weir::runtime::run(engine(spec, topic, store, timely, cluster))
 }
 
 /// A topic holding `data`, ended.
@@ -178,29 +191,22 @@ fn run_cluster(
             let (spec, topic, store) = (spec.clone(), topic.clone(), store.clone());
             let addresses = addresses.clone();
             std::thread::spawn(move || {
-                weir::runtime::run(Engine {
-                    spec,
-                    timely: timely::Config {
-                        communication: timely::CommunicationConfig::Cluster {
-                            threads: workers,
-                            process,
-                            addresses,
-                            report: false,
-                            zerocopy: false,
-                        },
-                        worker: timely::WorkerConfig::default(),
-                    },
-                    cluster: Cluster {
-                        workers,
-                        processes,
+                let timely = timely::Config {
+                    communication: timely::CommunicationConfig::Cluster {
+                        threads: workers,
                         process,
+                        addresses,
+                        report: false,
+                        zerocopy: false,
                     },
-                    input: Box::new(topic),
-                    store: Arc::new(store),
-                    stats: Arc::default(),
-                    shutdown: Arc::new(AtomicBool::new(false)),
-                    settings: settings(),
-                })
+                    worker: timely::WorkerConfig::default(),
+                };
+                let cluster = Cluster {
+                    workers,
+                    processes,
+                    process,
+                };
+                weir::runtime::run(engine(&spec, &topic, &store, timely, cluster))
             })
         })
         .collect();
