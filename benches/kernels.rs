@@ -74,7 +74,8 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(observations.len() as u64));
     group.bench_function("add and emit (4 windows x 2 dimensions)", |b| {
         b.iter(|| {
-            let mut aggregator = PartialAggregator::new(&spec, 0);
+            let mut aggregator =
+                PartialAggregator::new(&spec, &weir::operators::window::suppress_nothing(&spec));
             let mut ends = std::collections::BTreeSet::new();
             for o in &observations {
                 aggregator.add(o, |end| {

@@ -7,13 +7,47 @@ use std::sync::Arc;
 
 use crate::config::{RunConfig, SinkChoice, SourceChoice};
 use crate::error::Result;
+use crate::fingerprint::Definition;
 use crate::metrics::Stats;
+use crate::resume::Plan;
 use crate::runtime::{Cluster, Engine, Summary};
 use crate::sink::cassandra::CassandraStore;
 use crate::sink::sqlite::SqliteStore;
 use crate::sink::{NullStore, Store};
 use crate::source::file::FileInput;
 use crate::source::Input;
+use crate::spec::DataflowSpec;
+
+/// What starting `spec` against the store `against` would do, without starting it: one line
+/// per source with stored progress and per change, and whether a start would be refused.
+pub fn check_against(spec: &DataflowSpec, against: SinkChoice) -> Result<(Vec<String>, bool)> {
+    let store: Box<dyn Store> = match against {
+        SinkChoice::Sqlite(path) => Box::new(SqliteStore::open_existing(&path)?),
+        SinkChoice::Cassandra(c) => Box::new(CassandraStore::connect(c, Arc::default())?),
+        SinkChoice::Null => return Ok((vec!["the null store keeps no progress".into()], false)),
+    };
+    let sources = store.progress_sources(&spec.name)?;
+    if sources.is_empty() {
+        return Ok((
+            vec![format!(
+                "dataflow {}: no stored progress in {}; a start begins from --start",
+                spec.name,
+                store.describe()
+            )],
+            false,
+        ));
+    }
+    let mut lines = Vec::new();
+    let mut refused = false;
+    for source in sources {
+        let stored = store.read_progress(&spec.name, &source)?;
+        let plan = Plan::new(&Definition::of(spec, &source), &stored);
+        refused |= !plan.refused().is_empty();
+        lines.push(format!("source {source}: {}", plan.summary(&spec.name)));
+        lines.extend(plan.changes.iter().map(|c| format!("  {}", c.line)));
+    }
+    Ok((lines, refused))
+}
 
 /// Runs the dataflow that `config` describes until its input ends or `shutdown` is set.
 pub fn run(config: RunConfig, shutdown: Arc<AtomicBool>) -> Result<Summary> {

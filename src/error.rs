@@ -51,6 +51,10 @@ pub enum Error {
     /// The input (generator or files) could not be read.
     #[error("input: {0}")]
     Input(String),
+    /// The dataflow file changed in a way its stored outputs cannot follow (see
+    /// [`crate::resume`]); nothing was written.
+    #[error("{0}")]
+    Changed(String),
     /// Timely could not start the cluster.
     #[error("cluster: {0}; check --hostfile, -n and -p (every process needs the same hostfile and its own -p)")]
     Cluster(String),
@@ -60,7 +64,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Spec(_) => 2,
+            Error::Config(_) | Error::Spec(_) | Error::Changed(_) => 2,
             _ => 1,
         }
     }

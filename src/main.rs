@@ -14,7 +14,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let run = match cli.command {
-        Some(Command::Check { files }) => return check(&files),
+        Some(Command::Check {
+            files,
+            against,
+            keyspace,
+        }) => return check(&files, against.as_deref(), &keyspace),
         Some(Command::Generate { out, generator }) => return generate(&out, &generator),
         Some(Command::Produce(args)) => return produce(&args),
         Some(Command::Run(run)) => *run,
@@ -110,10 +114,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check(files: &[std::path::PathBuf]) -> ExitCode {
+fn check(files: &[std::path::PathBuf], against: Option<&str>, keyspace: &str) -> ExitCode {
     let mut ok = true;
     for file in files {
         match DataflowSpec::load(file) {
+            Ok(spec) if against.is_some() => {
+                let store = against.unwrap_or_default();
+                let report = weir::config::run::against(store, keyspace, file)
+                    .and_then(|choice| weir::app::check_against(&spec, choice));
+                match report {
+                    Ok((lines, refused)) => {
+                        println!("{}: ok (dataflow {})", file.display(), spec.name);
+                        for line in lines {
+                            println!("{line}");
+                        }
+                        ok &= !refused;
+                    }
+                    Err(e) => return fail(&e),
+                }
+            }
             Ok(spec) => println!(
                 "{}: ok (dataflow {}, topic {}, {} fields, {} windows, {} dimensions, {} aggregates)",
                 file.display(),

@@ -155,6 +155,9 @@ pub struct Metrics {
     pub position: Family<PartitionLabels, Gauge>,
     /// `weir_consumer_lag_records{worker,partition}`: high watermark minus position.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// `weir_backfill_remaining_offsets{worker,partition}`: how far a backfill's replay is
+    /// from the offset where rows are written again (0 when not backfilling).
+    pub backfill_remaining: Family<PartitionLabels, Gauge>,
     /// `weir_durable_offset{worker,partition}`: the resume offset of the last durable progress.
     pub durable_offset: Family<PartitionLabels, Gauge>,
     /// `weir_windows_written_total{worker}`: window results acknowledged.
@@ -250,6 +253,11 @@ impl Default for Metrics {
             consumer_lag: metric!(
                 "consumer_lag_records",
                 "High watermark minus the next offset to read",
+                Family::default()
+            ),
+            backfill_remaining: metric!(
+                "backfill_remaining_offsets",
+                "Offsets a backfill still replays before rows are written again (0: not backfilling)",
                 Family::default()
             ),
             durable_offset: metric!(

@@ -79,7 +79,46 @@ pub struct PartitionProgress {
     pub durable_frontier: u64,
     /// The source's epoch (the generator's time origin; 0 for Kafka and files).
     pub epoch: i64,
+    /// Where this partition's history starts: the offset its first run began at (a backfill
+    /// replays from here). `None` in records written before fingerprints.
+    pub start_offset: Option<i64>,
+    /// Records before this offset have their rows, dead letters and late records durable
+    /// (`i64::MIN`: none); a replay from earlier does not write them again.
+    pub rows_from: i64,
+    /// Per window output ([`crate::fingerprint::Unit`] id): its windows ending below this are
+    /// durable. Empty in records written before fingerprints (then `durable_frontier` holds
+    /// for all of them).
+    pub units: BTreeMap<String, u64>,
+    /// The fingerprint of the definition that wrote it, and the definition (JSON); `None` in
+    /// records written before fingerprints.
+    pub definition: Option<(String, String)>,
 }
+
+impl PartitionProgress {
+    /// A record that says "no progress": written by `--reset-progress` over every stored
+    /// record, and read back as absent.
+    pub fn reset(partition: i32) -> Self {
+        PartitionProgress {
+            partition,
+            resume_offset: RESET,
+            watermark: 0,
+            durable_frontier: 0,
+            epoch: 0,
+            start_offset: None,
+            rows_from: i64::MIN,
+            units: BTreeMap::new(),
+            definition: None,
+        }
+    }
+
+    /// Whether this is a reset marker.
+    pub fn is_reset(&self) -> bool {
+        self.resume_offset == RESET
+    }
+}
+
+/// The resume offset of a reset marker.
+const RESET: i64 = -1;
 
 /// What the source read of one partition since its last note: the data the progress
 /// operator derives resume points from.
@@ -100,6 +139,8 @@ pub struct PartitionNote {
 /// become durable.
 #[derive(Clone, Debug)]
 pub struct PartitionLedger {
+    /// The offset this run started reading the partition at.
+    pub start_offset: i64,
     /// Next offset to read, as last noted.
     pub next_offset: i64,
     /// The watermark at `next_offset`.
@@ -112,6 +153,7 @@ impl PartitionLedger {
     /// A partition read from `next_offset`, with watermark `watermark`.
     pub fn new(next_offset: i64, watermark: u64) -> Self {
         PartitionLedger {
+            start_offset: next_offset,
             next_offset,
             watermark,
             pending: BTreeMap::new(),
@@ -166,8 +208,13 @@ pub enum ProgressEvent {
 pub struct ProgressSettings {
     /// Write changed records at most this often.
     pub interval: Duration,
-    /// Largest durable frontier of the restored progress.
-    pub suppress_below: u64,
+    /// Per window output of this dataflow (id), its restored frontier: windows ending below
+    /// it were durable before this run ([`crate::resume`]).
+    pub units: Vec<(String, u64)>,
+    /// Per partition with stored progress: (start of its history, rows durable before).
+    pub restored: HashMap<i32, (Option<i64>, i64)>,
+    /// (fingerprint, definition JSON) stored with every record.
+    pub definition: (String, String),
     /// The source's epoch, stored with every record.
     pub epoch: i64,
     /// Set on shutdown.
@@ -304,19 +351,37 @@ fn changed_records(
     settings: &ProgressSettings,
 ) -> Vec<PartitionProgress> {
     let mut changed = Vec::new();
+    // Windows of a unit ending below its restored frontier were durable before this run
+    // started, and records before a restored resume offset retired under it: a unit's stored
+    // frontier never goes back. (A unit added since has frontier 0, and every partition whose
+    // record lacks it replays from the start of its history; see crate::resume.)
+    let d = durable.unwrap_or(u64::MAX);
+    let units: BTreeMap<String, u64> = settings
+        .units
+        .iter()
+        .map(|(id, restored)| (id.clone(), d.max(*restored)))
+        .collect();
+    let durable_frontier = units.values().copied().min().unwrap_or(d);
     for (partition, ledger) in ledgers.iter_mut() {
         let (resume_offset, watermark) = ledger.resume_point(durable);
         if force || written.get(partition) != Some(&(resume_offset, watermark)) {
             written.insert(*partition, (resume_offset, watermark));
+            let (start_offset, rows_from) = settings
+                .restored
+                .get(partition)
+                .copied()
+                .unwrap_or((None, i64::MIN));
             changed.push(PartitionProgress {
                 partition: *partition,
                 resume_offset,
                 watermark,
-                // Windows ending below the stored frontiers were durable before this run
-                // started, and records before a restored resume offset retired under those
-                // frontiers: the stored frontier never goes back.
-                durable_frontier: durable.map_or(u64::MAX, |d| d.max(settings.suppress_below)),
+                durable_frontier,
                 epoch: settings.epoch,
+                start_offset: start_offset.or(Some(ledger.start_offset)),
+                // Records before the resume offset retired below D: their rows are durable.
+                rows_from: rows_from.max(resume_offset),
+                units: units.clone(),
+                definition: Some(settings.definition.clone()),
             });
         }
     }
@@ -388,7 +453,9 @@ mod tests {
                 let (durable_handle, durable) = scope.new_input::<Vec<()>>();
                 let settings = ProgressSettings {
                     interval: Duration::ZERO,
-                    suppress_below: 0,
+                    units: vec![("1m/gender".into(), 0)],
+                    restored: HashMap::new(),
+                    definition: ("f".into(), "{}".into()),
                     epoch: 0,
                     stop: Arc::default(),
                     shutdown_timeout: Duration::from_secs(1),

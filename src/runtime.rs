@@ -26,7 +26,6 @@
 //! emitted. An error reported to the
 //! [`FirstError`] makes every worker return it at once, also without stepping again.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -35,9 +34,11 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
 use crate::error::{Error, FirstError, Result};
+use crate::fingerprint::Definition;
 use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
 use crate::operators::flow::FlowControl;
 use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSettings};
+use crate::resume::Plan;
 use crate::schema::Schema;
 use crate::sink::{Store, TableSet};
 use crate::source::{Committer, Input, SourceParts, StartAt};
@@ -94,6 +95,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Print a line per closed window and dimension.
     pub print_windows: bool,
+    /// Discard the stored progress and replay from `start` (after a change that is refused).
+    pub reset_progress: bool,
+    /// A backfill whose start retention has removed starts at the earliest offset still held
+    /// (recorded in `weir_backfills`) instead of stopping.
+    pub backfill_from_retention: bool,
 }
 
 /// What a finished run did.
@@ -121,28 +127,24 @@ pub fn run(engine: Engine) -> Result<Summary> {
     let tables = Arc::new(TableSet::new(&spec));
     store.prepare(&tables, &failed)?;
     let source_id = input.id();
-    let restored: HashMap<i32, PartitionProgress> = store
-        .read_progress(&spec.name, &source_id)?
-        .into_iter()
-        .map(|p| (p.partition, p))
-        .collect();
-    let suppress_below = restored
-        .values()
-        .map(|p| p.durable_frontier)
-        .max()
-        .unwrap_or(0);
+    let definition = Definition::of(&spec, &source_id);
+    let plan = plan_start(
+        &spec,
+        &definition,
+        input.as_ref(),
+        &store,
+        &tables,
+        &settings,
+        &failed,
+    )?;
     // The generator's time origin is part of its data: keep the stored one.
-    if let Some(stored) = restored.values().map(|p| p.epoch).max().filter(|e| *e > 0) {
+    if let Some(stored) = plan.epoch {
         input.restore_epoch(stored);
     }
     // Fail fast, with one line, when the broker, topic or files are not there.
     input.check()?;
 
-    let resumed = if restored.is_empty() {
-        "no stored progress".to_string()
-    } else {
-        format!("resuming {} partitions", restored.len())
-    };
+    let resumed = plan.summary(&spec.name);
     // Neither description contains a credential: they name brokers, contact points, topic
     // and keyspace only, and host lists with credentials are refused at start
     // (`security::no_credentials_in`; tested in tests/security.rs).
@@ -160,6 +162,7 @@ pub fn run(engine: Engine) -> Result<Summary> {
         processes: cluster.processes,
         process: cluster.process,
         names: WindowNames::new(&spec),
+        changes: plan.changes.iter().map(|c| c.line.clone()).collect(),
     });
     tracing::info!(
         dataflow = %spec.name,
@@ -168,18 +171,20 @@ pub fn run(engine: Engine) -> Result<Summary> {
         sink = %store.describe(),
         workers = cluster.workers,
         processes = cluster.processes,
-        "start ({resumed})"
+        "start: {resumed}"
     );
 
+    let suppress = plan.suppress(&spec);
     let shared = Arc::new(Shared {
+        suppress,
         epoch: input.epoch(),
         input: Arc::from(input),
         spec,
         store,
         tables,
         stats: Arc::clone(&stats),
-        restored,
-        suppress_below,
+        plan,
+        definition: (definition.fingerprint(), definition.to_json()),
         source_id,
         shutdown,
         parked: AtomicUsize::new(0),
@@ -247,6 +252,138 @@ pub fn run(engine: Engine) -> Result<Summary> {
     Ok(Summary { stats, stopped })
 }
 
+/// How long a start waits for the store to acknowledge what it writes before the dataflow
+/// starts (reset markers, the backfill log).
+const START_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads the stored progress and decides what this start does ([`crate::resume`]): resume,
+/// backfill what was added (checking the history is still there), reset, or refuse. Logs one
+/// line per change.
+fn plan_start(
+    spec: &DataflowSpec,
+    definition: &Definition,
+    input: &dyn Input,
+    store: &Arc<dyn Store>,
+    tables: &TableSet,
+    settings: &Settings,
+    failed: &FirstError,
+) -> Result<Plan> {
+    let source_id = input.id();
+    let stored = store.read_progress(&spec.name, &source_id)?;
+    let mut plan = Plan::new(definition, &stored);
+    for change in &plan.changes {
+        tracing::warn!(dataflow = %spec.name, "{}", change.line);
+    }
+    if settings.reset_progress {
+        let live: Vec<&PartitionProgress> = stored.iter().filter(|p| !p.is_reset()).collect();
+        tracing::warn!(
+            dataflow = %spec.name,
+            partitions = live.len(),
+            "--reset-progress: the stored progress is discarded; every partition replays from --start and its outputs are written again"
+        );
+        if !live.is_empty() {
+            let rows = live
+                .iter()
+                .map(|p| tables.progress_cells(&source_id, &PartitionProgress::reset(p.partition)))
+                .collect();
+            write_and_wait(
+                store,
+                failed,
+                TableSet::PROGRESS,
+                rows,
+                "reset the stored progress",
+            )?;
+        }
+        return Ok(Plan::new(definition, &[]));
+    }
+    let refused = plan.refused();
+    if !refused.is_empty() {
+        let lines: Vec<&str> = refused.iter().map(|c| c.line.as_str()).collect();
+        return Err(Error::Changed(format!(
+            "{} ({}); nothing was written",
+            plan.summary(&spec.name),
+            lines.join("; ")
+        )));
+    }
+    let backfills = plan.backfills();
+    if backfills.is_empty() {
+        return Ok(plan);
+    }
+    let earliest = input.earliest_offsets()?;
+    let changes: Vec<&str> = plan.changes.iter().map(|c| c.line.as_str()).collect();
+    let changes = changes.join("; ");
+    let mut log = Vec::new();
+    for partition in backfills {
+        let Some(p) = plan.partitions.get_mut(&partition) else {
+            continue;
+        };
+        let wanted = p.offset;
+        if let (Some(w), Some(low)) = (wanted, earliest.get(&partition).copied()) {
+            if low > w {
+                if !settings.backfill_from_retention {
+                    return Err(Error::Changed(format!(
+                        "dataflow {}: the backfill of partition {partition} needs its history from offset {w}, but the topic now starts at {low} (retention removed the rest); start with --backfill-from-retention to accept outputs computed from offset {low} on (recorded in {}), or start the file under a new dataflow name; nothing was written",
+                        spec.name,
+                        crate::sink::tables::BACKFILLS_TABLE
+                    )));
+                }
+                tracing::warn!(partition, wanted = w, from = low, "--backfill-from-retention: partial backfill, from the earliest offset still held");
+                p.offset = Some(low);
+                p.start_offset = Some(low);
+            }
+        }
+        log.push(tables.backfill_cells(
+            &source_id,
+            partition,
+            wanted,
+            p.offset,
+            p.rows_from,
+            &changes,
+        ));
+    }
+    write_and_wait(
+        store,
+        failed,
+        TableSet::BACKFILLS,
+        log,
+        "record the backfill",
+    )?;
+    Ok(plan)
+}
+
+/// Writes `rows` and waits (bounded) until they are durable.
+fn write_and_wait(
+    store: &Arc<dyn Store>,
+    failed: &FirstError,
+    table: usize,
+    rows: Vec<Vec<crate::sink::Cell>>,
+    what: &str,
+) -> Result<()> {
+    let (done, acked) = mpsc::channel();
+    store.write(
+        table,
+        rows,
+        Box::new(move || {
+            let _ = done.send(());
+        }),
+    );
+    let deadline = Instant::now() + START_WRITE_TIMEOUT;
+    loop {
+        if let Some(error) = failed.take() {
+            return Err(error);
+        }
+        match acked.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(_) => {
+                return Err(Error::Sink(format!(
+                    "the store did not acknowledge the write to {what} within {START_WRITE_TIMEOUT:?}; check the store and start again"
+                )))
+            }
+        }
+    }
+}
+
 /// What every worker shares.
 struct Shared {
     spec: DataflowSpec,
@@ -254,8 +391,12 @@ struct Shared {
     store: Arc<dyn Store>,
     tables: Arc<TableSet>,
     stats: Arc<Stats>,
-    restored: HashMap<i32, PartitionProgress>,
-    suppress_below: u64,
+    /// What this start does with the stored progress.
+    plan: Plan,
+    /// Per window and dimension: windows ending below were written before this run.
+    suppress: Vec<Vec<u64>>,
+    /// (fingerprint, definition JSON) of this dataflow, stored with its progress.
+    definition: (String, String),
     source_id: String,
     epoch: i64,
     shutdown: Arc<AtomicBool>,
@@ -314,7 +455,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
             spec: shared.spec.clone(),
             schema: Schema::new(&shared.spec, settings.max_record_bytes),
             reader,
-            restored: shared.restored.clone(),
+            restored: shared.plan.partitions.clone(),
             start: settings.start,
             batch: settings.batch,
             stop: Arc::clone(&shared.shutdown),
@@ -328,7 +469,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
         let windows = crate::operators::window::render(
             source.observations,
             &shared.spec,
-            shared.suppress_below,
+            shared.suppress.clone(),
             settings.print_windows,
             &flow.windows,
         );
@@ -355,7 +496,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
             Box::new(log),
             ProgressSettings {
                 interval: settings.progress_interval,
-                suppress_below: shared.suppress_below,
+                units: shared.plan.units.clone(),
+                restored: shared
+                    .plan
+                    .partitions
+                    .iter()
+                    .map(|(p, plan)| (*p, (plan.start_offset, plan.rows_from)))
+                    .collect(),
+                definition: shared.definition.clone(),
                 epoch: shared.epoch,
                 stop: Arc::clone(&shared.shutdown),
                 shutdown_timeout: settings.shutdown_timeout,

@@ -61,6 +61,9 @@ pub struct DataflowInfo {
     /// Its windows, dimensions and aggregates.
     #[serde(flatten)]
     pub names: WindowNames,
+    /// What changed in the file since the stored progress was written, and what this start
+    /// does about it (one line each; empty when nothing changed).
+    pub changes: Vec<String>,
 }
 
 /// Where one worker stands.
@@ -95,6 +98,9 @@ pub struct PartitionStatus {
     pub records: u64,
     /// Its bounded input has ended.
     pub finished: bool,
+    /// Backfilling: replaying for added outputs until this offset (rows before it are not
+    /// written again).
+    pub backfill_until: Option<i64>,
 }
 
 /// A dead letter or a late record.

@@ -28,6 +28,8 @@ fn settings() -> Settings {
         partition_discovery: Duration::from_millis(10),
         shutdown_timeout: Duration::from_secs(10),
         print_windows: false,
+        reset_progress: false,
+        backfill_from_retention: false,
     }
 }
 
@@ -337,4 +339,96 @@ fn a_store_that_fails_makes_run_return_the_error_without_progress_past_it() {
     assert_eq!(error.exit_code(), 1);
     let after = weir::sink::Store::read_progress(&store, &spec.name, "memory").unwrap();
     assert_eq!(before, after, "no progress is written once writes fail");
+}
+
+/// The small-windows users dataflow with only its 1s window and one dimension, and the whole
+/// file: the first and the second version of a dataflow that grows.
+fn grown_dataflow(dir: &std::path::Path) -> (DataflowSpec, DataflowSpec) {
+    let full = common::small_windows_dataflow(dir);
+    let text = std::fs::read_to_string(&full).unwrap();
+    let start = text.find("[[windows]]\nname = \"5s\"").unwrap();
+    let end = text.find("[[aggregates]]").unwrap();
+    let first = format!("{}{}", &text[..start], &text[end..]).replace(
+        "dimensions = [\"gender\", \"nat\"]",
+        "dimensions = [\"gender\"]",
+    );
+    let first_path = dir.join("first.toml");
+    std::fs::write(&first_path, first).unwrap();
+    (
+        common::spec(first_path.to_str().unwrap()),
+        common::spec(full.to_str().unwrap()),
+    )
+}
+
+#[test]
+fn windows_added_between_runs_are_backfilled_the_same_at_every_shape() {
+    let dir = common::temp_dir("engine_backfill");
+    let (first, full) = grown_dataflow(&dir);
+    let data = common::generated(&generator(12, 4, 3_000));
+    let expected = common::oracle(&full, &data);
+    common::assert_interesting(&expected, &full);
+    for (processes, workers) in [(1, 1), (1, 2), (1, 4), (2, 2)] {
+        let store = MemoryStore::new();
+        for spec in [&first, &full] {
+            for result in run_cluster(spec, &topic_of(&data), &store, processes, workers)
+                .join()
+                .expect("the cluster")
+            {
+                result.unwrap_or_else(|e| panic!("{processes} x -w {workers}: {e}"));
+            }
+        }
+        common::assert_tables_eq(
+            &expected,
+            &tables_of(&store, &full),
+            &format!("{processes} process(es) x -w {workers}: first file, then the full one"),
+        );
+    }
+}
+
+#[test]
+fn a_backfill_whose_history_retention_removed_stops_unless_told_to_start_later() {
+    let dir = common::temp_dir("engine_retention");
+    let (first, full) = grown_dataflow(&dir);
+    let data = common::generated(&generator(13, 2, 600));
+    let topic = topic_of(&data);
+    let store = MemoryStore::new();
+    run(&first, &topic, &store, 2).expect("the first file");
+    topic.trim(1, 100);
+    let error = run(&full, &topic, &store, 2).expect_err("history is gone");
+    assert_eq!(error.exit_code(), 2);
+    let text = error.to_string();
+    assert!(
+        text.contains(
+            "partition 1 needs its history from offset 0, but the topic now starts at 100"
+        ) && text.contains("--backfill-from-retention"),
+        "{text}"
+    );
+    let mut engine = engine(
+        &full,
+        &topic,
+        &store,
+        timely::Config::process(2),
+        Cluster {
+            workers: 2,
+            processes: 1,
+            process: 0,
+        },
+    );
+    engine.settings.backfill_from_retention = true;
+    weir::runtime::run(engine).expect("a partial backfill");
+    let backfills = store.tables().remove("weir_backfills").unwrap_or_default();
+    let partial: Vec<Vec<String>> = backfills
+        .iter()
+        .map(|r| common::render_cells(r))
+        .filter(|r| r[7] == "true")
+        .collect();
+    assert_eq!(
+        partial.len(),
+        1,
+        "one partial backfill recorded: {backfills:?}"
+    );
+    assert_eq!(
+        (&partial[0][2], &partial[0][4], &partial[0][5]),
+        (&"1".to_string(), &"0".to_string(), &"100".to_string())
+    );
 }

@@ -25,11 +25,21 @@ pub struct Cli {
 pub enum Command {
     /// Run a dataflow (the default).
     Run(Box<RunArgs>),
-    /// Validate dataflow files; errors name the file, line and field.
+    /// Validate dataflow files; errors name the file, line and field. With --against, also
+    /// say what starting each file against that store would do (resume, backfill, refuse),
+    /// without starting it.
     Check {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A store to compare with: a SQLite file, or Cassandra contact points (host:port,
+        /// comma separated; credentials and TLS from the WEIR_CASSANDRA_* variables, as for a
+        /// run).
+        #[arg(long, value_name = "STORE")]
+        against: Option<String>,
+        /// The keyspace, with Cassandra contact points.
+        #[arg(long, env = "WEIR_KEYSPACE", default_value = "spark_streams")]
+        keyspace: String,
     },
     /// Write the built-in generator's users as JSON-lines files, one per partition (the
     /// layout of `--input`).
@@ -252,6 +262,16 @@ pub struct RunArgs {
     /// Generator settings (used when there are no --brokers and no --input).
     #[command(flatten)]
     pub generator: GeneratorArgs,
+
+    /// Discard this dataflow's stored progress and replay from --start, writing every output
+    /// again (the way forward after a change Weir refuses; see README "Changing a dataflow").
+    #[arg(long, env = "WEIR_RESET_PROGRESS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub reset_progress: bool,
+    /// When a backfill needs offsets that retention has removed, start it from the earliest
+    /// offset still held instead of stopping (the partial start is recorded in
+    /// weir_backfills).
+    #[arg(long, env = "WEIR_BACKFILL_FROM_RETENTION", value_parser = clap::builder::FalseyValueParser::new())]
+    pub backfill_from_retention: bool,
 
     /// Most messages a worker reads per activation.
     // 256 rather than 1024: a batch's records then stay in cache from parsing to the sink

@@ -129,6 +129,8 @@ impl RunArgs {
             connect_timeout,
             partition_discovery,
             quiet,
+            reset_progress,
+            backfill_from_retention,
             log_format: _,
             metrics_addr,
         } = self;
@@ -293,10 +295,41 @@ impl RunArgs {
                 partition_discovery: *partition_discovery,
                 shutdown_timeout: *shutdown_timeout,
                 print_windows: !*quiet,
+                reset_progress: *reset_progress,
+                backfill_from_retention: *backfill_from_retention,
             },
             metrics_addr,
         })
     }
+}
+
+/// The store `weir check --against STORE` compares with: an existing SQLite file, or
+/// Cassandra contact points (`host:port[,host:port]`) with the run's Cassandra settings from
+/// the environment.
+pub fn against(store: &str, keyspace: &str, dataflow: &std::path::Path) -> Result<SinkChoice> {
+    let path = std::path::Path::new(store);
+    let hosts = store.split(',').all(|h| {
+        h.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    });
+    if path.exists() || !hosts {
+        return Ok(SinkChoice::Sqlite(path.to_path_buf()));
+    }
+    use clap::Parser;
+    let dataflow = dataflow.to_string_lossy();
+    let cli = super::cli::Cli::try_parse_from([
+        "weir",
+        "--cassandra",
+        store,
+        "--keyspace",
+        keyspace,
+        "--dataflow",
+        &dataflow,
+        "--metrics-addr",
+        "off",
+    ])
+    .map_err(|e| Error::Config(format!("--against {store}: {}", e.to_string().trim())))?;
+    cli.run.resolve().map(|c| c.sink)
 }
 
 impl RunConfig {

@@ -14,8 +14,9 @@
 //! `BTreeMap<window end, ..>` holding a capability for each end; an end's entry is removed
 //! when emitted, so memory is bounded by the open windows, not by the records seen.
 //!
-//! Windows that ended below `suppress_below` (the largest durable frontier in the stored
-//! progress) were written before a restart and are not emitted again; see [`crate::progress`].
+//! Windows of a window and dimension that ended below its restored frontier (from the stored
+//! progress, per window output) were written before a restart and are not emitted again; see
+//! [`crate::progress`] and [`crate::resume`] (outputs added since start from nothing).
 
 use std::collections::BTreeMap;
 
@@ -142,7 +143,8 @@ type FinalTable = BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>;
 /// dimension, so the per-record work is a few vector increments rather than hash-set inserts.
 pub struct PartialAggregator {
     spec: DataflowSpec,
-    suppress_below: u64,
+    /// [window][dimension]: windows ending below are not emitted (written before a restart).
+    suppress: Suppress,
     /// Per dimension: label -> id, and id -> label.
     label_ids: Vec<FxHashMap<CompactString, u32>>,
     labels: Vec<Vec<CompactString>>,
@@ -183,11 +185,12 @@ struct Cell {
 }
 
 impl PartialAggregator {
-    /// An empty aggregator; windows ending below `suppress_below` are skipped.
-    pub fn new(spec: &DataflowSpec, suppress_below: u64) -> Self {
+    /// An empty aggregator; windows of window `w` and dimension `d` ending below
+    /// `suppress[w][d]` are skipped.
+    pub fn new(spec: &DataflowSpec, suppress: &[Vec<u64>]) -> Self {
         PartialAggregator {
             spec: spec.clone(),
-            suppress_below,
+            suppress: Suppress::new(suppress),
             label_ids: vec![FxHashMap::default(); spec.dimensions.len()],
             labels: vec![Vec::new(); spec.dimensions.len()],
             open: BTreeMap::new(),
@@ -233,7 +236,7 @@ impl PartialAggregator {
             last_end = last_end.max(window.spec.last_end(o.event_time));
             for start in window.spec.starts(o.event_time) {
                 let end = start + window.spec.size;
-                if end < self.suppress_below {
+                if end < self.suppress.window[w] {
                     continue;
                 }
                 new_end(end);
@@ -242,6 +245,9 @@ impl PartialAggregator {
                     .entry(end)
                     .or_insert_with(|| vec![vec![Vec::new(); dimensions]; windows]);
                 for (d, id) in self.ids.iter().enumerate() {
+                    if end < self.suppress.unit[w][d] {
+                        continue;
+                    }
                     let cells = &mut table[w][d];
                     if cells.len() <= *id as usize {
                         cells.resize_with(*id as usize + 1, Cell::default);
@@ -268,7 +274,7 @@ impl PartialAggregator {
                 }
             }
         }
-        if last_end >= self.suppress_below {
+        if last_end >= self.suppress.least {
             let generation = self
                 .generations
                 .entry(last_end)
@@ -332,6 +338,32 @@ impl PartialAggregator {
     }
 }
 
+/// Frontiers that suppress nothing (a first start), for every window and dimension of `spec`.
+pub fn suppress_nothing(spec: &DataflowSpec) -> Vec<Vec<u64>> {
+    vec![vec![0; spec.dimensions.len()]; spec.windows.len()]
+}
+
+/// Restored frontiers: per window and dimension, and their minima.
+struct Suppress {
+    unit: Vec<Vec<u64>>,
+    window: Vec<u64>,
+    least: u64,
+}
+
+impl Suppress {
+    fn new(unit: &[Vec<u64>]) -> Self {
+        let window: Vec<u64> = unit
+            .iter()
+            .map(|d| d.iter().copied().min().unwrap_or(0))
+            .collect();
+        Suppress {
+            unit: unit.to_vec(),
+            least: window.iter().copied().min().unwrap_or(0),
+            window,
+        }
+    }
+}
+
 /// Projects records onto what the windows need.
 pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
     Observation {
@@ -359,7 +391,7 @@ pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
 pub fn render<'s>(
     observations: Stream<'s, u64, Vec<Observation>>,
     spec: &DataflowSpec,
-    suppress_below: u64,
+    suppress: Vec<Vec<u64>>,
     print: bool,
     taken_in: &ProbeHandle<u64>,
 ) -> Stream<'s, u64, Vec<WindowResult>> {
@@ -368,7 +400,7 @@ pub fn render<'s>(
         Exchange::new(|o: &Observation| o.key.route()),
         "WindowPartials",
         move |_, _| {
-            let mut aggregator = PartialAggregator::new(&partial_spec, suppress_below);
+            let mut aggregator = PartialAggregator::new(&partial_spec, &suppress);
             let mut capabilities: BTreeMap<u64, Capability<u64>> = BTreeMap::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
@@ -560,9 +592,11 @@ mod tests {
             let seen = Arc::clone(&seen_in);
             let mut input = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, stream) = scope.new_input::<Vec<Observation>>();
-                render(stream, &spec_in, 0, false, &probe).inspect(move |r| {
-                    seen.lock().unwrap().push(r.clone());
-                });
+                render(stream, &spec_in, suppress_nothing(&spec_in), false, &probe).inspect(
+                    move |r| {
+                        seen.lock().unwrap().push(r.clone());
+                    },
+                );
                 input
             });
             // Each worker sends half, in event-time order.

@@ -387,12 +387,27 @@ impl Store for CassandraStore {
 
     fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>> {
         let query = format!(
-            "SELECT dataflow, source, kafka_partition, resume_offset, watermark, durable_frontier, epoch FROM {}.{} WHERE dataflow = ? AND source = ?",
+            "SELECT {} FROM {}.{} WHERE dataflow = ? AND source = ?",
+            TableSet::PROGRESS_COLUMNS,
             self.config.keyspace,
             super::tables::PROGRESS_TABLE
         );
+        type ProgressRow = (
+            String,
+            String,
+            i32,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let session = Arc::clone(&self.session);
-        let rows: Vec<(String, String, i32, i64, i64, i64, i64)> = self
+        let rows: Vec<ProgressRow> = self
             .runtime
             .block_on(async {
                 session
@@ -406,9 +421,11 @@ impl Store for CassandraStore {
             .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
                 cassandra_error("cannot read progress", e)
             })?;
+        let text = |t: Option<String>| t.map_or(Cell::Null, |t| Cell::Text(t.into()));
+        let int = |v: Option<i64>| v.map_or(Cell::Null, Cell::Bigint);
         Ok(rows
             .into_iter()
-            .filter_map(|(_, _, p, o, w, d, e)| {
+            .filter_map(|(_, _, p, o, w, d, e, start, rows_from, units, f, def)| {
                 let cells = [
                     Cell::Null,
                     Cell::Null,
@@ -417,10 +434,55 @@ impl Store for CassandraStore {
                     Cell::Bigint(w),
                     Cell::Bigint(d),
                     Cell::Bigint(e),
+                    int(start),
+                    int(rows_from),
+                    text(units),
+                    text(f),
+                    text(def),
                 ];
                 TableSet::progress_from_cells(&cells)
             })
             .collect())
+    }
+
+    fn progress_sources(&self, dataflow: &str) -> Result<Vec<String>> {
+        // The progress table is small (dataflows x sources x partitions): read it whole rather
+        // than ask for ALLOW FILTERING.
+        let query = format!(
+            "SELECT dataflow, source FROM {}.{}",
+            self.config.keyspace,
+            super::tables::PROGRESS_TABLE
+        );
+        let session = Arc::clone(&self.session);
+        let rows: Vec<(String, String)> = self
+            .runtime
+            .block_on(async {
+                session
+                    .query_iter(query, ())
+                    .await?
+                    .rows_stream()?
+                    .try_collect()
+                    .await
+                    .map_err(Into::into)
+            })
+            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
+                cassandra_error(
+                    &format!(
+                        "cannot read {}.{} (was a dataflow ever run against this keyspace?)",
+                        self.config.keyspace,
+                        super::tables::PROGRESS_TABLE
+                    ),
+                    e,
+                )
+            })?;
+        let mut sources: Vec<String> = rows
+            .into_iter()
+            .filter(|(d, _)| d == dataflow)
+            .map(|(_, s)| s)
+            .collect();
+        sources.sort();
+        sources.dedup();
+        Ok(sources)
     }
 
     fn describe(&self) -> String {

@@ -112,8 +112,35 @@ impl Store for MemoryStore {
         Ok(rows
             .values()
             .filter(|r| text(&r[0], dataflow) && text(&r[1], source))
-            .filter_map(|r| TableSet::progress_from_cells(r))
+            .filter_map(|r| {
+                // The table's column order has `updated_at` where the reader has none.
+                let cells: Vec<Cell> = r
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 7)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                TableSet::progress_from_cells(&cells)
+            })
             .collect())
+    }
+
+    fn progress_sources(&self, dataflow: &str) -> Result<Vec<String>> {
+        let contents = self.lock();
+        let mut sources: Vec<String> = contents
+            .rows
+            .get(TableSet::PROGRESS)
+            .into_iter()
+            .flat_map(|rows| rows.values())
+            .filter(|r| matches!(&r[0], Cell::Text(t) if t.as_str() == dataflow))
+            .filter_map(|r| match &r[1] {
+                Cell::Text(t) => Some(t.to_string()),
+                _ => None,
+            })
+            .collect();
+        sources.sort();
+        sources.dedup();
+        Ok(sources)
     }
 
     fn describe(&self) -> String {

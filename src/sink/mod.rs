@@ -51,6 +51,11 @@ pub trait Store: Send + Sync {
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack);
     /// Reads the progress records of one dataflow and source.
     fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>>;
+    /// The sources a dataflow has stored progress for (`weir check --against`); works on a
+    /// store that was never prepared (no tables: none).
+    fn progress_sources(&self, _dataflow: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// One line for the banner, e.g. `sqlite weir.db`.
     fn describe(&self) -> String;
 }

@@ -59,6 +59,17 @@ fn open(path: &Path) -> Result<Connection> {
 }
 
 impl SqliteStore {
+    /// Opens an existing database file without creating anything (`weir check --against`).
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Config(format!(
+                "--against {}: no such SQLite file; pass the --sqlite file of the runs to compare with",
+                path.display()
+            )));
+        }
+        Self::open(path)
+    }
+
     /// Opens (or creates) the database file.
     pub fn open(path: &Path) -> Result<Self> {
         let connection = open(path)?;
@@ -172,15 +183,51 @@ impl Store for SqliteStore {
         if !exists {
             return Ok(Vec::new());
         }
+        // A table written before fingerprints lacks their columns: read those as null.
+        let mut existing = std::collections::HashSet::new();
+        {
+            let mut info = connection
+                .prepare(&format!(
+                    "PRAGMA table_info({})",
+                    super::tables::PROGRESS_TABLE
+                ))
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            let mut rows = info.query([]).map_err(|e| sqlite_error(&self.path, e))?;
+            while let Some(row) = rows.next().map_err(|e| sqlite_error(&self.path, e))? {
+                existing.insert(
+                    row.get::<_, String>(1)
+                        .map_err(|e| sqlite_error(&self.path, e))?,
+                );
+            }
+        }
+        let columns: Vec<String> = TableSet::PROGRESS_COLUMNS
+            .split(", ")
+            .map(|c| {
+                if existing.contains(c) {
+                    c.to_string()
+                } else {
+                    format!("NULL AS {c}")
+                }
+            })
+            .collect();
         let mut statement = connection
             .prepare(&format!(
-                "SELECT dataflow, source, kafka_partition, resume_offset, watermark, durable_frontier, epoch FROM {} WHERE dataflow = ?1 AND source = ?2",
+                "SELECT {} FROM {} WHERE dataflow = ?1 AND source = ?2",
+                columns.join(", "),
                 super::tables::PROGRESS_TABLE
             ))
             .map_err(|e| sqlite_error(&self.path, e))?;
         let rows = statement
             .query_map([dataflow, source], |r| {
                 let int = |i: usize| r.get::<_, i64>(i).map(Cell::Bigint);
+                let opt_int = |i: usize| {
+                    r.get::<_, Option<i64>>(i)
+                        .map(|v| v.map_or(Cell::Null, Cell::Bigint))
+                };
+                let text = |i: usize| {
+                    r.get::<_, Option<String>>(i)
+                        .map(|v| v.map_or(Cell::Null, |t| Cell::Text(t.into())))
+                };
                 Ok(vec![
                     Cell::Null,
                     Cell::Null,
@@ -189,6 +236,11 @@ impl Store for SqliteStore {
                     int(4)?,
                     int(5)?,
                     int(6)?,
+                    opt_int(7)?,
+                    opt_int(8)?,
+                    text(9)?,
+                    text(10)?,
+                    text(11)?,
                 ])
             })
             .map_err(|e| sqlite_error(&self.path, e))?;
@@ -198,6 +250,33 @@ impl Store for SqliteStore {
             progress.extend(TableSet::progress_from_cells(&cells));
         }
         Ok(progress)
+    }
+
+    fn progress_sources(&self, dataflow: &str) -> Result<Vec<String>> {
+        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let exists: bool = connection
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
+                [super::tables::PROGRESS_TABLE],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT DISTINCT source FROM {} WHERE dataflow = ?1 ORDER BY source",
+                super::tables::PROGRESS_TABLE
+            ))
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let sources = statement
+            .query_map([dataflow], |r| r.get::<_, String>(0))
+            .map_err(|e| sqlite_error(&self.path, e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        Ok(sources)
     }
 
     fn describe(&self) -> String {

@@ -7,7 +7,8 @@
 //! | by_window | `((dataflow, window_name, dimension, window_start), value)` | query (b): every value of one window |
 //! | dead_letters | `((topic, kafka_partition), kafka_offset)` | bad records, with `reason_kind` and `reason` |
 //! | late | `((topic, kafka_partition), kafka_offset)` | late records |
-//! | `weir_progress` | `((dataflow, source), kafka_partition)` | resume offsets and watermarks |
+//! | `weir_progress` | `((dataflow, source), kafka_partition)` | resume offsets, watermarks, per-output frontiers and the fingerprint of what wrote them |
+//! | `weir_backfills` | `((dataflow, source), kafka_partition, started_at)` | every backfill started, and where (a partial one, when retention removed its start) |
 //!
 //! `day` (UTC, `YYYY-MM-DD` of `window_start`) bounds each by_value partition to one day of
 //! windows (1,440 one-minute windows). All rows are upserts keyed by content, so writing one
@@ -209,6 +210,9 @@ pub struct TableSet {
 /// Name of the progress table, shared by all dataflows.
 pub const PROGRESS_TABLE: &str = "weir_progress";
 
+/// Name of the backfill log, shared by all dataflows.
+pub const BACKFILLS_TABLE: &str = "weir_backfills";
+
 impl TableSet {
     /// Index of the rows table.
     pub const ROWS: usize = 0;
@@ -222,6 +226,8 @@ impl TableSet {
     pub const LATE: usize = 4;
     /// Index of the progress table.
     pub const PROGRESS: usize = 5;
+    /// Index of the backfill log.
+    pub const BACKFILLS: usize = 6;
 
     /// The tables of `spec`.
     pub fn new(spec: &DataflowSpec) -> Self {
@@ -316,9 +322,30 @@ impl TableSet {
                     ("durable_frontier", Bigint),
                     ("epoch", Bigint),
                     ("updated_at", Timestamp),
+                    ("start_offset", Bigint),
+                    ("rows_from", Bigint),
+                    ("unit_frontiers", Text),
+                    ("fingerprint", Text),
+                    ("definition", Text),
                 ],
                 &["dataflow", "source"],
                 &["kafka_partition"],
+            ),
+            Table::new(
+                BACKFILLS_TABLE,
+                &[
+                    ("dataflow", Text),
+                    ("source", Text),
+                    ("kafka_partition", Int),
+                    ("started_at", Timestamp),
+                    ("wanted_offset", Bigint),
+                    ("from_offset", Bigint),
+                    ("rows_from", Bigint),
+                    ("partial", Boolean),
+                    ("changes", Text),
+                ],
+                &["dataflow", "source"],
+                &["kafka_partition", "started_at"],
             ),
         ];
         TableSet {
@@ -431,18 +458,74 @@ impl TableSet {
             Cell::Bigint(p.durable_frontier.min(i64::MAX as u64) as i64),
             Cell::Bigint(p.epoch),
             Cell::Timestamp(crate::time::now_ms() as i64),
+            p.start_offset.map_or(Cell::Null, Cell::Bigint),
+            Cell::Bigint(p.rows_from),
+            Cell::Text(serde_json::to_string(&p.units).unwrap_or_default().into()),
+            p.definition
+                .as_ref()
+                .map_or(Cell::Null, |(f, _)| Cell::Text(f.as_str().into())),
+            p.definition
+                .as_ref()
+                .map_or(Cell::Null, |(_, d)| Cell::Text(d.as_str().into())),
         ]
     }
 
-    /// Reads a progress record back from its row (in `columns` order).
+    /// The columns [`TableSet::progress_from_cells`] reads, in its order.
+    pub const PROGRESS_COLUMNS: &'static str = "dataflow, source, kafka_partition, resume_offset, watermark, durable_frontier, epoch, start_offset, rows_from, unit_frontiers, fingerprint, definition";
+
+    /// A backfill's row: `partition` replays from `from` (it wanted `wanted`: the start of its
+    /// history; less than `from` when retention removed it) up to `rows_from`.
+    pub fn backfill_cells(
+        &self,
+        source: &str,
+        partition: i32,
+        wanted: Option<i64>,
+        from: Option<i64>,
+        rows_from: i64,
+        changes: &str,
+    ) -> Vec<Cell> {
+        let opt = |v: Option<i64>| v.map_or(Cell::Null, Cell::Bigint);
+        vec![
+            Cell::Text(self.spec.name.as_str().into()),
+            Cell::Text(source.into()),
+            Cell::Int(partition),
+            Cell::Timestamp(crate::time::now_ms() as i64),
+            opt(wanted),
+            opt(from),
+            if rows_from == i64::MIN {
+                Cell::Null
+            } else {
+                Cell::Bigint(rows_from)
+            },
+            Cell::Boolean(matches!((wanted, from), (Some(w), Some(f)) if f > w)),
+            Cell::Text(changes.into()),
+        ]
+    }
+
+    /// Reads a progress record back from its row (in [`TableSet::PROGRESS_COLUMNS`] order;
+    /// the columns added with fingerprints are null in rows written before them).
     pub fn progress_from_cells(cells: &[Cell]) -> Option<PartitionProgress> {
         let int = |c: &Cell| match c {
             Cell::Bigint(v) => Some(*v),
             Cell::Int(v) => Some(*v as i64),
             _ => None,
         };
+        let text = |i: usize| match cells.get(i) {
+            Some(Cell::Text(t)) => Some(t.to_string()),
+            _ => None,
+        };
         let frontier = int(&cells[5])?;
+        let definition = match (text(10), text(11)) {
+            (Some(f), Some(d)) => Some((f, d)),
+            _ => None,
+        };
         Some(PartitionProgress {
+            start_offset: cells.get(7).and_then(int),
+            rows_from: cells.get(8).and_then(int).unwrap_or(i64::MIN),
+            units: text(9)
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
+            definition,
             partition: int(&cells[2])? as i32,
             resume_offset: int(&cells[3])?,
             watermark: int(&cells[4])? as u64,

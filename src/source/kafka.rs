@@ -354,6 +354,18 @@ impl crate::source::Input for KafkaConfig {
     fn grows(&self) -> bool {
         true
     }
+    fn earliest_offsets(&self) -> Result<std::collections::BTreeMap<i32, i64>> {
+        let mut reader = KafkaReader::connect(self.clone())?;
+        let mut earliest = std::collections::BTreeMap::new();
+        for partition in reader.partitions()? {
+            let (low, _) = reader
+                .consumer
+                .fetch_watermarks(&self.topic, partition, self.timeout)
+                .map_err(|e| Error::Kafka(format!("{}/{partition}: {e}", self.topic)))?;
+            earliest.insert(partition, low);
+        }
+        Ok(earliest)
+    }
     fn reader(&self) -> Result<Box<dyn Reader>> {
         Ok(Box::new(KafkaReader::connect(self.clone())?))
     }

@@ -23,6 +23,8 @@ pub struct MemoryMessage {
 #[derive(Debug, Default)]
 struct Topic {
     partitions: Vec<Vec<MemoryMessage>>,
+    /// Per partition, the first offset still held (retention); 0 when absent.
+    log_start: BTreeMap<i32, i64>,
     ended: bool,
 }
 
@@ -58,6 +60,12 @@ impl MemoryTopic {
         }
     }
 
+    /// Drops the messages of `partition` before `offset`, as retention does: readers start
+    /// there at the earliest.
+    pub fn trim(&self, partition: i32, offset: i64) {
+        self.lock().log_start.insert(partition, offset);
+    }
+
     /// No more messages or partitions will be added: readers finish at the ends.
     pub fn end(&self) {
         self.lock().ended = true;
@@ -78,6 +86,9 @@ impl Input for MemoryTopic {
     }
     fn grows(&self) -> bool {
         true
+    }
+    fn earliest_offsets(&self) -> Result<BTreeMap<i32, i64>> {
+        Ok(self.lock().log_start.clone())
     }
     fn reader(&self) -> Result<Box<dyn Reader>> {
         Ok(Box::new(MemoryReader {
@@ -110,9 +121,10 @@ impl Reader for MemoryReader {
                 .get(*p as usize)
                 .ok_or_else(|| Error::Input(format!("memory topic: no partition {p}")))?
                 .len() as i64;
+            let low = topic.log_start.get(p).copied().unwrap_or(0).min(len);
             let offset = match start {
-                StartAt::Offset(o) => (*o).clamp(0, len),
-                StartAt::Earliest | StartAt::Time(_) => 0,
+                StartAt::Offset(o) => (*o).clamp(low, len),
+                StartAt::Earliest | StartAt::Time(_) => low,
                 StartAt::Latest => len,
             };
             self.positions.insert(*p, offset);

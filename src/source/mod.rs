@@ -4,7 +4,11 @@
 //!
 //! Contract of [`render`]:
 //! - worker `w` reads exactly the partitions `p` with [`assign::owner`]`(topic, p, peers) == w`,
-//!   starting at the stored progress (or `--start` when there is none);
+//!   starting where the start's [`crate::resume::Plan`] says (the stored progress, the start
+//!   of the partition's history for a backfill, or `--start` when there is none);
+//! - a message before its partition's `rows_from` (a backfill's replay of what is already
+//!   written) feeds the windows only: its row, dead letter or late record is durable already
+//!   and is not written again;
 //! - each partition has a [`PartitionClock`]; a record below its partition's watermark is
 //!   *late* and goes to the rejects stream, never to the windows;
 //! - the operator's capability is the minimum watermark of its unfinished partitions, so every
@@ -54,7 +58,8 @@ use crate::error::{FirstError, Result};
 use crate::metrics::{PartitionLabels, PartitionMeters, Stats};
 use crate::operators::flow::FlowControl;
 use crate::operators::window::{observe, Observation};
-use crate::progress::{PartitionNote, PartitionProgress};
+use crate::progress::PartitionNote;
+use crate::resume::PartitionPlan;
 use crate::schema::{truncate_payload, Record, Schema};
 use crate::spec::DataflowSpec;
 use crate::status::{PartitionStatus, RejectEvent, RECENT};
@@ -150,6 +155,11 @@ pub trait Input: Send + Sync {
     fn grows(&self) -> bool {
         false
     }
+    /// The first offset each partition still holds, where retention has removed earlier ones
+    /// (partitions absent from the map hold everything from their first offset).
+    fn earliest_offsets(&self) -> Result<BTreeMap<i32, i64>> {
+        Ok(BTreeMap::new())
+    }
     /// A reader for the calling worker.
     fn reader(&self) -> Result<Box<dyn Reader>>;
 }
@@ -162,8 +172,8 @@ pub struct SourceParts {
     pub schema: Schema,
     /// This worker's reader.
     pub reader: Box<dyn Reader>,
-    /// Stored progress of every partition.
-    pub restored: HashMap<i32, PartitionProgress>,
+    /// Where each partition with stored progress starts.
+    pub restored: HashMap<i32, PartitionPlan>,
     /// Start position of partitions without progress.
     pub start: StartAt,
     /// Most messages per activation.
@@ -195,6 +205,8 @@ pub struct SourceStreams<'s> {
 /// One partition being read.
 struct Reading {
     next_offset: i64,
+    /// Messages before this offset are replayed for the windows only (a backfill).
+    rows_from: i64,
     clock: PartitionClock,
     finished: bool,
     /// When the partition last delivered a message (for the idle timeout).
@@ -333,7 +345,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                 for p in found {
                     if assign::owner(&spec.topic, p, peers) == worker {
                         if !readings.contains_key(&p) {
-                            new.push((p, restored.get(&p).map_or(start, |r| StartAt::Offset(r.resume_offset))));
+                            new.push((p, restored.get(&p).and_then(|r| r.offset).map_or(start, StartAt::Offset)));
                         }
                     } else if announced.insert(p) && discovery_interval.is_some() {
                         announce.push(p);
@@ -357,9 +369,14 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                     for (p, offset) in positions {
                         // A partition with progress resumes its clock; a new one starts at the
                         // current frontier, so nothing it sends can be below our capability.
-                        let watermark = restored.get(&p).map_or(current, |r| r.watermark.max(current));
+                        let watermark = restored.get(&p).and_then(|r| r.watermark).map_or(current, |w| w.max(current));
+                        let rows_from = restored.get(&p).map_or(i64::MIN, |r| r.rows_from);
+                        if offset < rows_from {
+                            tracing::info!(worker, partition = p, from = offset, rows_from, "backfill: replaying for the windows added since; rows before rows_from are not written again");
+                        }
                         let mut reading = Reading {
                             next_offset: offset,
+                            rows_from,
                             clock: PartitionClock::new(watermark, spec.allowed_lateness_ms),
                             finished: false,
                             last_message: Instant::now(),
@@ -398,17 +415,24 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                     reading.last_message = now;
                     let watermark = reading.clock.watermark;
                     reading.meter.read(message.payload.len());
-                    let retire = match schema.parse(message.payload, message.timestamp) {
-                        Ok(parsed) if reading.clock.observe(parsed.event_time) => {
-                            reading.meter.late();
-                            note_reject(&mut recent_rejects, "late", &message, || format!("event time {} is below its partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark)));
-                            rejects_session.give(Reject {
-                                partition: message.partition,
-                                offset: message.offset,
-                                kind: RejectKind::Late { event_time: parsed.event_time, watermark },
-                                payload: truncate_payload(message.payload),
-                                size: message.payload.len(),
-                            });
+                    let replay = message.offset < reading.rows_from;
+                    let parsed = schema.parse(message.payload, message.timestamp);
+                    // The clock sees every parsed record once, replayed or not, so lateness
+                    // is decided as in the run that first read it.
+                    let late = matches!(&parsed, Ok(p) if reading.clock.observe(p.event_time));
+                    let retire = match parsed {
+                        Ok(parsed) if late => {
+                            if !replay {
+                                reading.meter.late();
+                                note_reject(&mut recent_rejects, "late", &message, || format!("event time {} is below its partition's watermark {}", crate::time::rfc3339(parsed.event_time), crate::time::rfc3339(watermark)));
+                                rejects_session.give(Reject {
+                                    partition: message.partition,
+                                    offset: message.offset,
+                                    kind: RejectKind::Late { event_time: parsed.event_time, watermark },
+                                    payload: truncate_payload(message.payload),
+                                    size: message.payload.len(),
+                                });
+                            }
                             time
                         }
                         Ok(parsed) => {
@@ -422,9 +446,12 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                                 read_at_us,
                             };
                             observations_session.give(observe(&spec, &record));
-                            records_session.give(record);
+                            if !replay {
+                                records_session.give(record);
+                            }
                             retire
                         }
+                        Err(_) if replay => time,
                         Err(reason) => {
                             reading.meter.dead_letter();
                             note_reject(&mut recent_rejects, "dead letter", &message, || reason.detail.clone());
@@ -534,6 +561,11 @@ fn publish(stats: &Stats, worker: usize, readings: &BTreeMap<i32, Reading>, read
             .position
             .get_or_create(&labels)
             .set(reading.next_offset);
+        let backfill_until = (reading.next_offset < reading.rows_from).then_some(reading.rows_from);
+        metrics
+            .backfill_remaining
+            .get_or_create(&labels)
+            .set(backfill_until.map_or(0, |r| r - reading.next_offset));
         if let (Some(h), Some(l)) = (high_watermark, lag) {
             metrics.high_watermark.get_or_create(&labels).set(h);
             metrics.consumer_lag.get_or_create(&labels).set(l);
@@ -547,6 +579,7 @@ fn publish(stats: &Stats, worker: usize, readings: &BTreeMap<i32, Reading>, read
             watermark_ms: reading.clock.watermark,
             records: metrics.records_read.get_or_create(&labels).get(),
             finished: reading.finished,
+            backfill_until,
         });
     }
     stats.status.set_partitions(worker, partitions);
