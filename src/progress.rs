@@ -31,17 +31,23 @@
 //! [`crate::time::PartitionClock`]). A record is written before the offsets it follows are
 //! committed to the consumer group, so the group never runs ahead of the stored progress.
 //!
-//! A restarted run's own durable frontier starts low again; the frontier it stores is the
-//! larger of its own and the largest restored one (`suppress_below`), so that "records before
-//! the resume offset have `r < D`" stays true for offsets that retired in an earlier run.
+//! A restarted run's own durable frontier starts low again. Each record stores, per window
+//! output (unit: a window and a dimension), the larger of `D` and the frontier restored for
+//! it, so that "records before the resume offset have all their windows of that unit below
+//! its frontier" stays true for offsets that retired in an earlier run; `durable_frontier` is
+//! the least of them. It also stores `rows_from`, the larger of the restored one and the
+//! resume offset (records before it have their rows durable), the start of the partition's
+//! history, and the fingerprint and definition of the file that wrote it
+//! ([`crate::fingerprint`]). What a start does with them is [`crate::resume`]'s.
 //!
-//! Windows that ended below a stored `D` were durable when that record was written; the
-//! window operator does not emit them again on replay (their records before the resume offset
-//! are not replayed, so a recomputation would be partial). Windows ending at or above the
-//! largest stored `D` have all their records at or after every partition's resume offset (a
-//! record before it has `r < D`, and `r` is at least the end of each of its windows), so they
-//! are recomputed whole. Hence the tables after any crash and restart equal those of one
-//! uninterrupted run.
+//! Windows of a unit that ended below its stored frontier were durable when that record was
+//! written; the window operator does not emit them again on replay (their records before the
+//! resume offset are not replayed, so a recomputation would be partial). Windows ending at or
+//! above it have all their records at or after every partition's resume offset (a record
+//! before it has `r < D`, and `r` is at least the end of each of its windows), so they are
+//! recomputed whole. A unit added since has no stored frontier: the partitions replay from
+//! the start of their history and every one of its windows is computed whole. Hence the
+//! tables after any crash and restart equal those of one uninterrupted run.
 //!
 //! Where wall-clock time enters. With an `idle_timeout`, a partition silent for that long has
 //! its watermark raised (see [`crate::source`]); which of its later records are late then

@@ -6,31 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The small-windows users dataflow, changed by `edit`, written to `dir/name.toml`.
-fn variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let base = std::fs::read_to_string(small_windows_dataflow(dir)).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, edit(base)).unwrap();
-    path
-}
-
-/// Removes the `[[windows]]` block named `window`.
-fn without_window(text: String, window: &str) -> String {
-    let block = format!("[[windows]]\nname = \"{window}\"\n");
-    let start = text
-        .find(&block)
-        .unwrap_or_else(|| panic!("no window {window}"));
-    let end = text[start + block.len()..]
-        .find("\n\n")
-        .map_or(text.len(), |e| start + block.len() + e + 2);
-    format!("{}{}", &text[..start], &text[end..])
-}
 
 fn args(g: &weir::source::generator::GeneratorConfig, dataflow: &Path, db: &Path) -> Vec<String> {
     let mut args = generator_args(g);

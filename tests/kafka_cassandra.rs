@@ -1,5 +1,7 @@
 //! Kafka (tansu) -> Weir -> Cassandra (kassandra), through the real rdkafka and scylla clients:
-//! the oracle at 1, 2 and 4 workers and across 2 processes, and 20+ kills.
+//! the oracle at 1, 2 and 4 workers and across 2 processes, 20+ kills, and a dataflow that
+//! changes between runs (windows added and backfilled through kills; a lateness change
+//! refused).
 
 mod common;
 
@@ -275,3 +277,107 @@ fn offsets_are_committed_for_lag_tools_only_after_the_progress_they_follow() {
 
 // Partitions added while running: tansu 0.6 does not implement CreatePartitions
 // (UnsupportedFeature), so the discovery path is tested in-process in src/source/mod.rs.
+
+#[test]
+fn windows_added_on_kafka_are_backfilled_into_cassandra_through_kills_and_a_lateness_change_is_refused(
+) {
+    let dir = temp_dir("changes_kafka");
+    let first = variant(&dir, "first", |t| {
+        without_window(without_window(t, "5s"), "2s_every_500ms").replace(
+            "dimensions = [\"gender\", \"nat\"]",
+            "dimensions = [\"gender\"]",
+        )
+    });
+    let full = variant(&dir, "full", |t| t);
+    let later = variant(&dir, "later", |t| {
+        t.replace("allowed_lateness = \"1s\"", "allowed_lateness = \"3s\"")
+    });
+    let g = generator(43, 4, 30_000, 1500.0);
+    let data = generated(&g);
+    let topic = unique("users_changes");
+    produce(&topic, &data);
+    let keyspace = unique("ks_changes");
+    let args = |file: &std::path::Path| {
+        let mut args = kafka_cassandra_args(&topic, &keyspace);
+        args.extend(
+            [
+                "-w",
+                "2",
+                "--dataflow",
+                file.to_str().unwrap(),
+                "--progress-interval",
+                "20ms",
+                "--batch",
+                "64",
+                "--max-in-flight",
+                "2000",
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    // The first file, killed by a failpoint mid-run.
+    let mut cmd = weir();
+    cmd.args(args(&first))
+        .env("WEIR_FAILPOINTS", "progress.after_write=40");
+    let (status, _, stderr) = run(cmd, Duration::from_secs(300));
+    assert_eq!(status.code(), None, "killed mid-run: {status}\n{stderr}");
+
+    let mut check = weir();
+    check
+        .args([
+            "check",
+            full.to_str().unwrap(),
+            "--against",
+            &cassandra_addr(),
+            "--keyspace",
+            &keyspace,
+        ])
+        .env("WEIR_CASSANDRA_TEST_SERVER", "1");
+    let (status, stdout, stderr) = run(check, Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("source kafka:{topic}")) && stdout.contains("window 5s added"),
+        "{stdout}"
+    );
+
+    let ranges = KillRanges {
+        parse: 1..6000,
+        mid_batch: 1..3000,
+        after_write: 1..300,
+        progress: 1..20,
+        random_ms: 200..900,
+    };
+    let points = [
+        "progress.before_write",
+        "progress.after_write",
+        "source.parse",
+        "random",
+    ];
+    let kills = crash_loop(&args(&full), &points, 6, 13, &ranges);
+    let full_spec = spec(full.to_str().unwrap());
+    let expected = oracle(&full_spec, &data);
+    assert_interesting(&expected, &full_spec);
+    let tables = read_cassandra(&cassandra_addr(), &keyspace, &full_spec);
+    assert_tables_eq(
+        &expected,
+        &tables,
+        &format!(
+            "kafka -> cassandra: the first file killed, then the full one through {kills} kills"
+        ),
+    );
+
+    let mut cmd = weir();
+    cmd.args(args(&later));
+    let (status, _, stderr) = run(cmd, Duration::from_secs(120));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("allowed_lateness changed from \"1s\" to \"3s\": refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        tables,
+        read_cassandra(&cassandra_addr(), &keyspace, &full_spec),
+        "nothing written by the refused start"
+    );
+}

@@ -496,6 +496,26 @@ pub fn small_windows_dataflow(dir: &Path) -> PathBuf {
     path
 }
 
+/// The small-windows users dataflow, changed by `edit`, written to `dir/name.toml`.
+pub fn variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let base = std::fs::read_to_string(small_windows_dataflow(dir)).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, edit(base)).unwrap();
+    path
+}
+
+/// Removes the `[[windows]]` block named `window`.
+pub fn without_window(text: String, window: &str) -> String {
+    let block = format!("[[windows]]\nname = \"{window}\"\n");
+    let start = text
+        .find(&block)
+        .unwrap_or_else(|| panic!("no window {window}"));
+    let end = text[start + block.len()..]
+        .find("\n\n")
+        .map_or(text.len(), |e| start + block.len() + e + 2);
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 /// The failpoints every crash loop arms (and "random": a kill by the test at a random moment).
 pub const CRASH_POINTS: [&str; 6] = [
     "sink.after_data_write",
