@@ -13,17 +13,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn args(g: &weir::source::generator::GeneratorConfig, dataflow: &Path, db: &Path) -> Vec<String> {
-    let mut args = generator_args(g);
-    args.extend([
-        "-w".into(),
-        "2".into(),
-        "--dataflow".into(),
-        dataflow.display().to_string(),
-        "--sqlite".into(),
-        db.display().to_string(),
-        "--progress-interval".into(),
-        "20ms".into(),
-    ]);
+    let mut args = sqlite_args(g, dataflow, db);
+    args.extend(["--progress-interval".into(), "20ms".into()]);
     args
 }
 

@@ -126,6 +126,8 @@ pub struct CassandraStore {
     stats: Arc<Stats>,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 fn cassandra_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Sink(format!("cassandra: {what}: {e}"))
 }
@@ -204,6 +206,24 @@ impl CassandraStore {
             session: Arc::new(session),
             lanes: OnceLock::new(),
             stats,
+        })
+    }
+
+    /// Every row a query selects (paged), typed.
+    fn select<R, V>(&self, query: String, values: V) -> std::result::Result<Vec<R>, BoxError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm> + Send + 'static,
+        V: scylla::serialize::row::SerializeRow,
+    {
+        let session = Arc::clone(&self.session);
+        self.runtime.block_on(async move {
+            session
+                .query_iter(query, values)
+                .await?
+                .rows_stream::<R>()?
+                .try_collect()
+                .await
+                .map_err(Into::into)
         })
     }
 
@@ -406,21 +426,9 @@ impl Store for CassandraStore {
             Option<String>,
             Option<String>,
         );
-        let session = Arc::clone(&self.session);
         let rows: Vec<ProgressRow> = self
-            .runtime
-            .block_on(async {
-                session
-                    .query_iter(query, (dataflow, source))
-                    .await?
-                    .rows_stream()?
-                    .try_collect()
-                    .await
-                    .map_err(Into::into)
-            })
-            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
-                cassandra_error("cannot read progress", e)
-            })?;
+            .select(query, (dataflow, source))
+            .map_err(|e| cassandra_error("cannot read progress", e))?;
         let text = |t: Option<String>| t.map_or(Cell::Null, |t| Cell::Text(t.into()));
         let int = |v: Option<i64>| v.map_or(Cell::Null, Cell::Bigint);
         Ok(rows
@@ -453,28 +461,16 @@ impl Store for CassandraStore {
             self.config.keyspace,
             super::tables::PROGRESS_TABLE
         );
-        let session = Arc::clone(&self.session);
-        let rows: Vec<(String, String)> = self
-            .runtime
-            .block_on(async {
-                session
-                    .query_iter(query, ())
-                    .await?
-                    .rows_stream()?
-                    .try_collect()
-                    .await
-                    .map_err(Into::into)
-            })
-            .map_err(|e: Box<dyn std::error::Error + Send + Sync>| {
-                cassandra_error(
-                    &format!(
-                        "cannot read {}.{} (was a dataflow ever run against this keyspace?)",
-                        self.config.keyspace,
-                        super::tables::PROGRESS_TABLE
-                    ),
-                    e,
-                )
-            })?;
+        let rows: Vec<(String, String)> = self.select(query, ()).map_err(|e| {
+            cassandra_error(
+                &format!(
+                    "cannot read {}.{} (was a dataflow ever run against this keyspace?)",
+                    self.config.keyspace,
+                    super::tables::PROGRESS_TABLE
+                ),
+                e,
+            )
+        })?;
         let mut sources: Vec<String> = rows
             .into_iter()
             .filter(|(d, _)| d == dataflow)

@@ -59,6 +59,20 @@ fn open(path: &Path) -> Result<Connection> {
 }
 
 impl SqliteStore {
+    /// A read-only connection, when the progress table exists.
+    fn progress_reader(&self) -> Result<Option<Connection>> {
+        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        let exists: bool = connection
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
+                [super::tables::PROGRESS_TABLE],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite_error(&self.path, e))?;
+        Ok(exists.then_some(connection))
+    }
+
     /// Opens an existing database file without creating anything (`weir check --against`).
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.is_file() {
@@ -171,18 +185,9 @@ impl Store for SqliteStore {
     }
 
     fn read_progress(&self, dataflow: &str, source: &str) -> Result<Vec<PartitionProgress>> {
-        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| sqlite_error(&self.path, e))?;
-        let exists: bool = connection
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
-                [super::tables::PROGRESS_TABLE],
-                |r| r.get(0),
-            )
-            .map_err(|e| sqlite_error(&self.path, e))?;
-        if !exists {
+        let Some(connection) = self.progress_reader()? else {
             return Ok(Vec::new());
-        }
+        };
         // A table written before fingerprints lacks their columns: read those as null.
         let mut existing = std::collections::HashSet::new();
         {
@@ -253,18 +258,9 @@ impl Store for SqliteStore {
     }
 
     fn progress_sources(&self, dataflow: &str) -> Result<Vec<String>> {
-        let connection = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| sqlite_error(&self.path, e))?;
-        let exists: bool = connection
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1",
-                [super::tables::PROGRESS_TABLE],
-                |r| r.get(0),
-            )
-            .map_err(|e| sqlite_error(&self.path, e))?;
-        if !exists {
+        let Some(connection) = self.progress_reader()? else {
             return Ok(Vec::new());
-        }
+        };
         let mut statement = connection
             .prepare(&format!(
                 "SELECT DISTINCT source FROM {} WHERE dataflow = ?1 ORDER BY source",

@@ -635,13 +635,8 @@ pub struct SqliteRun {
     pub args: Vec<String>,
 }
 
-/// Prepares a [`SqliteRun`] of `g` in a fresh directory named after `name`.
-pub fn sqlite_run(name: &str, g: &GeneratorConfig) -> SqliteRun {
-    let dir = temp_dir(name);
-    let dataflow = small_windows_dataflow(&dir);
-    let spec = spec(dataflow.to_str().unwrap());
-    let expected = oracle(&spec, &generated(g));
-    let db = dir.join("weir.db");
+/// `weir`'s arguments for `g` through `dataflow` into `db` at `-w 2`.
+pub fn sqlite_args(g: &GeneratorConfig, dataflow: &Path, db: &Path) -> Vec<String> {
     let mut args = generator_args(g);
     args.extend([
         "-w".into(),
@@ -651,6 +646,17 @@ pub fn sqlite_run(name: &str, g: &GeneratorConfig) -> SqliteRun {
         "--sqlite".into(),
         db.display().to_string(),
     ]);
+    args
+}
+
+/// Prepares a [`SqliteRun`] of `g` in a fresh directory named after `name`.
+pub fn sqlite_run(name: &str, g: &GeneratorConfig) -> SqliteRun {
+    let dir = temp_dir(name);
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    let expected = oracle(&spec, &generated(g));
+    let db = dir.join("weir.db");
+    let args = sqlite_args(g, &dataflow, &db);
     SqliteRun {
         spec,
         expected,
