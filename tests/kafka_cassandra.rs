@@ -381,3 +381,88 @@ fn windows_added_on_kafka_are_backfilled_into_cassandra_through_kills_and_a_late
         "nothing written by the refused start"
     );
 }
+
+#[test]
+fn on_kafka_a_removed_window_stays_an_older_version_resumes_and_a_renamed_dataflow_starts_anew() {
+    use futures::TryStreamExt;
+    let dir = temp_dir("changes_kafka_more");
+    let full = variant(&dir, "full", |t| t);
+    let fewer = variant(&dir, "fewer", |t| without_window(t, "5s"));
+    let renamed = variant(&dir, "renamed", |t| {
+        t.replace("name = \"users_created\"", "name = \"users_v2\"")
+    });
+    let g = generator(44, 4, 6_000, 0.0);
+    let data = generated(&g);
+    let topic = unique("users_more");
+    produce(&topic, &data);
+    let keyspace = unique("ks_more");
+    let go = |file: &std::path::Path| {
+        let mut cmd = weir();
+        cmd.args(kafka_cassandra_args(&topic, &keyspace)).args([
+            "-w",
+            "2",
+            "--dataflow",
+            file.to_str().unwrap(),
+        ]);
+        let (status, _, stderr) = run(cmd, Duration::from_secs(300));
+        assert!(status.success(), "{status}\n{stderr}");
+        stderr
+    };
+    go(&full);
+    // As if an older Weir had written the progress: its records name another version.
+    let version = env!("CARGO_PKG_VERSION");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let session = cql_session(&cassandra_addr()).await;
+        let rows: Vec<(String, String, i32, Option<String>)> = session
+            .query_iter(
+                format!("SELECT dataflow, source, kafka_partition, definition FROM {keyspace}.weir_progress"),
+                (),
+            )
+            .await
+            .unwrap()
+            .rows_stream()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 4);
+        for (dataflow, source, partition, definition) in rows {
+            let older = definition
+                .unwrap()
+                .replace(&format!("\"weir\":\"{version}\""), "\"weir\":\"0.0.9\"");
+            session
+                .query_unpaged(
+                    format!("INSERT INTO {keyspace}.weir_progress (dataflow, source, kafka_partition, definition, fingerprint) VALUES (?, ?, ?, ?, ?)"),
+                    (dataflow, source, partition, older, "older".to_string()),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let stderr = go(&fewer);
+    assert!(
+        stderr.contains(&format!("written by weir 0.0.9, now {version}: resumes"))
+            && stderr.contains("window 5s removed"),
+        "{stderr}"
+    );
+    let fewer_spec = spec(fewer.to_str().unwrap());
+    let full_spec = spec(full.to_str().unwrap());
+    assert_tables_eq(
+        &oracle(&full_spec, &data),
+        &read_cassandra(&cassandra_addr(), &keyspace, &fewer_spec),
+        "the 5s rows stay, nothing else changed",
+    );
+    let stderr = go(&renamed);
+    assert!(stderr.contains("no stored progress"), "{stderr}");
+    let renamed_spec = spec(renamed.to_str().unwrap());
+    let mut expected = oracle(&full_spec, &data);
+    for (table, rows) in oracle(&renamed_spec, &data) {
+        expected.entry(table).or_default().extend(rows);
+    }
+    assert_tables_eq(
+        &expected,
+        &read_cassandra(&cassandra_addr(), &keyspace, &renamed_spec),
+        "the old dataflow's rows untouched, the new one's complete",
+    );
+}
