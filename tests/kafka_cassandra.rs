@@ -292,7 +292,7 @@ fn windows_added_on_kafka_are_backfilled_into_cassandra_through_kills_and_a_late
     let later = variant(&dir, "later", |t| {
         t.replace("allowed_lateness = \"1s\"", "allowed_lateness = \"3s\"")
     });
-    let g = generator(43, 4, 30_000, 1500.0);
+    let g = generator(43, 4, 60_000, 1500.0);
     let data = generated(&g);
     let topic = unique("users_changes");
     produce(&topic, &data);
@@ -319,7 +319,7 @@ fn windows_added_on_kafka_are_backfilled_into_cassandra_through_kills_and_a_late
     // The first file, killed by a failpoint mid-run.
     let mut cmd = weir();
     cmd.args(args(&first))
-        .env("WEIR_FAILPOINTS", "progress.after_write=40");
+        .env("WEIR_FAILPOINTS", "progress.after_write=8");
     let (status, _, stderr) = run(cmd, Duration::from_secs(300));
     assert_eq!(status.code(), None, "killed mid-run: {status}\n{stderr}");
 
@@ -341,12 +341,13 @@ fn windows_added_on_kafka_are_backfilled_into_cassandra_through_kills_and_a_late
         "{stdout}"
     );
 
+    // Early kills: each run of the backfill gets only a little further than the last.
     let ranges = KillRanges {
-        parse: 1..6000,
+        parse: 1..3000,
         mid_batch: 1..3000,
         after_write: 1..300,
-        progress: 1..20,
-        random_ms: 200..900,
+        progress: 1..8,
+        random_ms: 150..600,
     };
     let points = [
         "progress.before_write",
