@@ -234,7 +234,7 @@ fn metrics_count_what_was_read_and_logs_are_json_lifecycle_lines() {
         .collect();
     for wanted in [
         "serving the status page and /metrics",
-        "start (no stored progress)",
+        "start: dataflow users_created: no stored progress",
         "partitions assigned",
         "first write acknowledged by the store",
         "progress written",
