@@ -315,9 +315,7 @@ pub fn diff(stored: &Definition, current: &Definition) -> Vec<Change> {
     }
     // Units, described per window, per dimension and per aggregate list where possible.
     let windows = |d: &Definition| -> Vec<String> {
-        let mut w: Vec<String> = d.validity.windows.iter().map(|w| w.0.clone()).collect();
-        w.dedup();
-        w
+        d.validity.windows.iter().map(|w| w.0.clone()).collect()
     };
     let dimensions = |d: &Definition| -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -331,29 +329,19 @@ pub fn diff(stored: &Definition, current: &Definition) -> Vec<Change> {
     };
     let (sw, cw) = (windows(stored), windows(current));
     let (sd, cd) = (dimensions(stored), dimensions(current));
-    for w in cw.iter().filter(|w| !sw.contains(w)) {
-        push(
-            Kind::Backfill,
-            format!("window {w} added: backfilled from the start of the history"),
-        );
-    }
-    for w in sw.iter().filter(|w| !cw.contains(w)) {
-        push(
-            Kind::Removed,
-            format!("window {w} removed: no longer written; its rows stay"),
-        );
-    }
-    for d in cd.iter().filter(|d| !sd.contains(d)) {
-        push(
-            Kind::Backfill,
-            format!("dimension {d} added: backfilled from the start of the history"),
-        );
-    }
-    for d in sd.iter().filter(|d| !cd.contains(d)) {
-        push(
-            Kind::Removed,
-            format!("dimension {d} removed: no longer written; its rows stay"),
-        );
+    for (what, old, new) in [("window", &sw, &cw), ("dimension", &sd, &cd)] {
+        for name in new.iter().filter(|n| !old.contains(n)) {
+            push(
+                Kind::Backfill,
+                format!("{what} {name} added: backfilled from the start of the history"),
+            );
+        }
+        for name in old.iter().filter(|n| !new.contains(n)) {
+            push(
+                Kind::Removed,
+                format!("{what} {name} removed: no longer written; its rows stay"),
+            );
+        }
     }
     let changed: Vec<&Unit> = current
         .units
