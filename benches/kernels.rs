@@ -83,8 +83,10 @@ fn benches(c: &mut Criterion) {
                 });
             }
             let mut partials = 0;
-            for end in ends {
-                aggregator.emit(end, |_| partials += 1);
+            while let Some(end) = ends.pop_first() {
+                let mut next = Vec::new();
+                aggregator.emit(end, |_| partials += 1, |e| next.push(e));
+                ends.extend(next);
             }
             partials
         })

@@ -10,15 +10,17 @@
 //! ```
 //!
 //! Routing by key makes distinct counts exact and additive: a key always reaches the same
-//! worker, so per-worker distinct counts of disjoint key sets add up. State is a
-//! `BTreeMap<window end, ..>` holding a capability for each end; an end's entry is removed
-//! when emitted, so memory is bounded by the open windows, not by the records seen.
+//! worker, so per-worker distinct counts of disjoint key sets add up. The first stage holds a
+//! capability for each open window end (`BTreeMap<end, Capability>`) and the tallies of each
+//! open instance; both are removed when the instance is emitted, so memory is bounded by the
+//! open windows, not by the records seen. A record costs about the same in a window sliding
+//! every minute as in a tumbling one: see [`PartialAggregator`].
 //!
 //! Windows of a window and dimension that ended below its restored frontier (from the stored
 //! progress, per window output) were written before a restart and are not emitted again; see
 //! [`crate::progress`] and [`crate::resume`] (outputs added since start from nothing).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
@@ -131,27 +133,66 @@ pub struct Partial {
 /// (window, dimension) -> value -> accumulators merged from every worker.
 type FinalTable = BTreeMap<(u16, u16), BTreeMap<String, Vec<Accumulator>>>;
 
-/// A worker's side of the windows: per window end, per window and dimension, the
-/// accumulators of every dimension value seen, for the keys routed to this worker.
+/// A worker's side of the windows: for the keys routed to this worker, per window, dimension
+/// and value, the records, distinct keys and aggregates of every open window.
 ///
-/// Distinct counts without a set per window: each key's recent occurrences (event time and
-/// dimension labels) are kept once, and a record counts as new for a window and dimension
-/// value unless an earlier occurrence of its key falls in the same window with the same
-/// label. Occurrences are kept in generations by the end of the last window that contains
-/// them, and a generation is dropped whole once the frontier reaches that end, so memory is
-/// bounded by the open windows and forgetting costs nothing per key. Labels are interned per
-/// dimension, so the per-record work is a few vector increments rather than hash-set inserts.
+/// **Hopping windows at the cost of one.** A record at time `t` lies in a contiguous range of
+/// a window's instances, `[lo, hi]` by index (`j` starts at `j * slide`; a tumbling window's
+/// range has one instance). Counts and sums are not added to each instance: the record adds
+/// to a *begin* tally at `lo` and an *end* tally at `hi`, and emission walks each window's
+/// instances in order with a running tally per dimension value: `running += begin(j)`, emit
+/// `running`, `running -= end(j)`. So instance `j` receives exactly the records whose range
+/// contains `j` (the records with `lo <= j`, minus those with `hi < j`). A range of one
+/// instance (every record of a tumbling window) goes to a third, *whole* tally, added before
+/// and subtracted after its instance's emission: one update instead of two. Sums are fixed-point
+/// integers, so subtracting is exact. Minimum and maximum cannot be subtracted; they are kept
+/// per instance (a record updates each instance of its range), which costs `size / slide`
+/// per record only for dataflows that use them.
+///
+/// **Distinct counts** by the same ranges: a record counts as new only in the instances where
+/// no earlier occurrence of its key with the same label counts it. An occurrence at `h < t`
+/// covers a prefix of `[lo, hi]` (instances up to `hi(h)`), one at `h > t` a suffix (from
+/// `lo(h)`), because `lo` and `hi` grow with time; so what remains is one range,
+/// `[max(lo, hi(h<t) + 1), min(hi, lo(h>t) - 1)]`, begun and ended as above. Each arrival adds
+/// exactly the instances no earlier arrival covered, in any arrival order, so every instance
+/// counts each key once. Key occurrences are kept in generations by the end of the last window
+/// that contains them, and a generation is dropped whole once the frontier reaches that end,
+/// so memory is bounded by the open windows. A record's key is looked up in the open
+/// generations, newest first, until one holds an occurrence that covers all older ones (at
+/// or before `t`, same labels). Where many generations are open (a 1-hour window sliding
+/// every minute keeps 60) one map from a key's hash to its newest and oldest generations
+/// makes a new key one look-up; a dropped generation removes its keys from that map when it
+/// was their newest. Labels are interned per dimension. All of a record's updates
+/// to one instance share one look-up of that instance.
+///
+/// **Emission.** Every instance holding a begin or end tally has a capability (`add` reports
+/// its end); an instance between them may hold neither, so emitting an instance whose running
+/// tallies are not all finished reports the next instance's end, which the caller opens from
+/// the capability it is emitting at. Instances of a window are emitted in end order, because
+/// the caller emits ends in order.
 pub struct PartialAggregator {
     spec: DataflowSpec,
-    /// [window][dimension]: windows ending below are not emitted (written before a restart).
+    /// Windows and dimensions restored from progress: instances ending below are skipped.
     suppress: Suppress,
     /// Per dimension: label -> id, and id -> label.
     label_ids: Vec<FxHashMap<CompactString, u32>>,
     labels: Vec<Vec<CompactString>>,
-    /// Window end -> [window][dimension][label id] -> accumulators.
-    open: BTreeMap<u64, Vec<Vec<Vec<Cell>>>>,
+    /// Instance end -> [window][dimension][label id] -> tallies.
+    open: FxHashMap<u64, Vec<Vec<Vec<Cell>>>>,
+    /// [window][dimension]: label id -> the running tally of the instances emitted so far.
+    running: Vec<Vec<FxHashMap<u32, Tally>>>,
+    /// Whether any aggregate is a sum, and whether any is a minimum or maximum.
+    sums: bool,
+    extremes: bool,
     /// End of the last window containing them -> the occurrences of keys.
     generations: BTreeMap<u64, Generation>,
+    /// Hash of a key ([`Key::route`]) -> the newest and oldest generations holding it (or a key
+    /// of the same hash): a new key costs one look-up, not one per generation. Kept only when
+    /// more than [`SCANNED_GENERATIONS`] generations are open at once; with fewer, looking in
+    /// each is cheaper than keeping the map.
+    seen: Option<FxHashMap<u64, (u64, u64)>>,
+    /// This record's tally updates in one window: (instance end, dimension, tally, part).
+    updates: Vec<(u64, u16, Slot, Part)>,
     /// The last generation dropped, emptied: the next one reuses its allocations instead of
     /// growing (and rehashing) from nothing.
     spare: Option<Generation>,
@@ -176,25 +217,105 @@ struct Generation {
 /// No previous occurrence.
 const NONE: u32 = u32::MAX;
 
-/// The accumulators of one window, dimension and value.
+/// Records, distinct keys and sums (per aggregate, fixed point; empty when no aggregate sums).
 #[derive(Clone, Debug, Default)]
-struct Cell {
+struct Tally {
     records: u64,
     distinct: u64,
-    numbers: Vec<Accumulator>,
+    sums: Vec<i128>,
+}
+
+impl Tally {
+    /// Counts a record, and adds its numbers to the sums when the dataflow has sums.
+    fn add_record(&mut self, sums: bool, numbers: &[Option<f64>]) {
+        self.records += 1;
+        if sums {
+            if self.sums.len() < numbers.len() {
+                self.sums.resize(numbers.len(), 0);
+            }
+            for (sum, number) in self.sums.iter_mut().zip(numbers) {
+                if let Some(x) = number {
+                    *sum += (x * SUM_SCALE).round() as i128;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.records += other.records;
+        self.distinct += other.distinct;
+        if self.sums.len() < other.sums.len() {
+            self.sums.resize(other.sums.len(), 0);
+        }
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a += b;
+        }
+    }
+
+    fn subtract(&mut self, other: &Tally) {
+        self.records -= other.records;
+        self.distinct -= other.distinct;
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a -= b;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records == 0 && self.distinct == 0
+    }
+}
+
+/// One instance's tallies for one dimension value: what begins and ends here, and (when the
+/// dataflow has them) minimum and maximum per aggregate.
+#[derive(Clone, Debug, Default)]
+struct Cell {
+    begin: Tally,
+    end: Tally,
+    /// Records whose range is this one instance (every record of a tumbling window).
+    whole: Tally,
+    extremes: Vec<Accumulator>,
+}
+
+/// Which of a cell's tallies an update goes to.
+#[derive(Clone, Copy)]
+enum Slot {
+    Begin,
+    End,
+    Whole,
+}
+
+/// What one record adds to one tally.
+#[derive(Clone, Copy)]
+enum Part {
+    /// A record (and its numbers).
+    Record,
+    /// A distinct key.
+    Distinct,
 }
 
 impl PartialAggregator {
     /// An empty aggregator; windows of window `w` and dimension `d` ending below
     /// `suppress[w][d]` are skipped.
     pub fn new(spec: &DataflowSpec, suppress: &[Vec<u64>]) -> Self {
+        let dimensions = spec.dimensions.len();
         PartialAggregator {
             spec: spec.clone(),
-            suppress: Suppress::new(suppress),
-            label_ids: vec![FxHashMap::default(); spec.dimensions.len()],
-            labels: vec![Vec::new(); spec.dimensions.len()],
-            open: BTreeMap::new(),
+            suppress: Suppress::new(spec, suppress),
+            label_ids: vec![FxHashMap::default(); dimensions],
+            labels: vec![Vec::new(); dimensions],
+            open: FxHashMap::default(),
+            running: vec![vec![FxHashMap::default(); dimensions]; spec.windows.len()],
+            sums: spec
+                .aggregates
+                .iter()
+                .any(|a| matches!(a.function, AggregateFn::Sum(_))),
+            extremes: spec
+                .aggregates
+                .iter()
+                .any(|a| matches!(a.function, AggregateFn::Min(_) | AggregateFn::Max(_))),
             generations: BTreeMap::new(),
+            seen: (open_generations(spec) > SCANNED_GENERATIONS).then(FxHashMap::default),
+            updates: Vec::new(),
             spare: None,
             ids: Vec::new(),
             history_times: Vec::new(),
@@ -202,7 +323,22 @@ impl PartialAggregator {
         }
     }
 
-    /// Adds an observation; calls `new_end` for each window end it touches (before adding).
+    /// The tallies of instance `end` ([window][dimension][label id]); reports `end` to
+    /// `new_end` when the instance had none.
+    fn table<'a>(
+        open: &'a mut FxHashMap<u64, Vec<Vec<Vec<Cell>>>>,
+        shape: (usize, usize),
+        end: u64,
+        new_end: &mut impl FnMut(u64),
+    ) -> &'a mut Vec<Vec<Vec<Cell>>> {
+        open.entry(end).or_insert_with(|| {
+            new_end(end);
+            vec![vec![Vec::new(); shape.1]; shape.0]
+        })
+    }
+
+    /// Adds an observation; calls `new_end` with the end of each instance it opens (before
+    /// adding to it): the caller holds a capability for each until the instance is emitted.
     pub fn add(&mut self, o: &Observation, mut new_end: impl FnMut(u64)) {
         self.ids.clear();
         for (d, label) in o.labels.iter().enumerate() {
@@ -217,59 +353,137 @@ impl PartialAggregator {
             };
             self.ids.push(id);
         }
-        let (windows, dimensions) = (self.spec.windows.len(), self.spec.dimensions.len());
+        let dimensions = self.spec.dimensions.len();
+        let shape = (self.spec.windows.len(), dimensions);
+        let hash = o.key.route();
+        let t = o.event_time;
         self.history_times.clear();
         self.history_ids.clear();
-        for generation in self.generations.values() {
-            let mut at = generation.latest.get(&o.key).copied().unwrap_or(NONE);
-            while at != NONE {
-                let (time, previous) = generation.occurrences[at as usize];
-                self.history_times.push(time);
-                let ids = at as usize * dimensions;
-                self.history_ids
-                    .extend_from_slice(&generation.ids[ids..ids + dimensions]);
-                at = previous;
+        let (oldest, newest) = match &self.seen {
+            Some(seen) => seen
+                .get(&hash)
+                .map_or((1, 0), |(newest, oldest)| (*oldest, *newest)),
+            None => (0, u64::MAX),
+        };
+        if oldest <= newest {
+            // Newest generation first. Older generations hold only earlier times, so once an
+            // occurrence at or before `t` with this record's labels is found, every older one
+            // is covered by it (see the type's doc) and the scan stops.
+            for generation in self
+                .generations
+                .range(oldest..=newest)
+                .rev()
+                .map(|(_, g)| g)
+            {
+                let mut covered = false;
+                let mut at = generation.latest.get(&o.key).copied().unwrap_or(NONE);
+                while at != NONE {
+                    let (time, previous) = generation.occurrences[at as usize];
+                    let ids = &generation.ids[at as usize * dimensions..][..dimensions];
+                    covered |= time <= t && ids == &self.ids[..];
+                    self.history_times.push(time);
+                    self.history_ids.extend_from_slice(ids);
+                    at = previous;
+                }
+                if covered {
+                    break;
+                }
             }
         }
         let mut last_end = 0;
-        for (w, window) in self.spec.windows.iter().enumerate() {
-            last_end = last_end.max(window.spec.last_end(o.event_time));
-            for start in window.spec.starts(o.event_time) {
-                let end = start + window.spec.size;
-                if end < self.suppress.window[w] {
+        for w in 0..self.spec.windows.len() {
+            let window = self.spec.windows[w].spec;
+            last_end = last_end.max(window.last_end(t));
+            let (size, slide) = (window.size, window.slide);
+            let end_of = |j: u64| j * slide + size;
+            let count = size / slide;
+            let hi = t / slide;
+            let lo = (hi + 1).saturating_sub(count);
+            self.updates.clear();
+            for d in 0..dimensions {
+                let lo = lo.max(self.suppress.first[w][d]);
+                if lo > hi {
                     continue;
                 }
-                new_end(end);
-                let table = self
-                    .open
-                    .entry(end)
-                    .or_insert_with(|| vec![vec![Vec::new(); dimensions]; windows]);
-                for (d, id) in self.ids.iter().enumerate() {
-                    if end < self.suppress.unit[w][d] {
+                // The instances where this key is new for this label: [lo, hi] without the
+                // prefix and suffix its other occurrences cover (see the type's doc).
+                let (mut first, mut last) = (lo as i64, hi as i64);
+                let id = self.ids[d];
+                for (h, time) in self.history_times.iter().enumerate() {
+                    if self.history_ids[h * dimensions + d] != id {
                         continue;
                     }
-                    let cells = &mut table[w][d];
-                    if cells.len() <= *id as usize {
-                        cells.resize_with(*id as usize + 1, Cell::default);
+                    let h_hi = (*time / slide) as i64;
+                    if *time < t {
+                        first = first.max(h_hi + 1);
+                    } else {
+                        let h_lo = (h_hi + 1 - count as i64).max(0);
+                        last = last.min(h_lo - 1);
                     }
-                    let cell = &mut cells[*id as usize];
-                    if cell.records == 0 {
-                        cell.numbers = self
-                            .spec
-                            .aggregates
-                            .iter()
-                            .map(|a| Accumulator::new(&a.function))
-                            .collect();
+                }
+                let d = d as u16;
+                let mut span = |first: u64, last: u64, part: Part| {
+                    if first == last {
+                        self.updates.push((end_of(first), d, Slot::Whole, part));
+                    } else {
+                        self.updates.push((end_of(first), d, Slot::Begin, part));
+                        self.updates.push((end_of(last), d, Slot::End, part));
                     }
-                    cell.records += 1;
-                    let repeat = self.history_times.iter().enumerate().any(|(h, t)| {
-                        start <= *t && *t < end && self.history_ids[h * dimensions + d] == *id
-                    });
-                    if !repeat {
-                        cell.distinct += 1;
+                };
+                span(lo, hi, Part::Record);
+                if first <= last {
+                    span(first as u64, last as u64, Part::Distinct);
+                }
+            }
+            // One look-up per instance touched, for every dimension.
+            self.updates.sort_unstable_by_key(|u| u.0);
+            let mut updates = &self.updates[..];
+            while let Some(&(end, ..)) = updates.first() {
+                let n = updates.iter().take_while(|u| u.0 == end).count();
+                let table = Self::table(&mut self.open, shape, end, &mut new_end);
+                for &(_, d, slot, part) in &updates[..n] {
+                    let cells = &mut table[w][d as usize];
+                    let id = self.ids[d as usize] as usize;
+                    if cells.len() <= id {
+                        cells.resize_with(id + 1, Cell::default);
                     }
-                    for (acc, number) in cell.numbers.iter_mut().zip(&o.numbers) {
-                        acc.add_number(*number);
+                    let cell = &mut cells[id];
+                    let tally = match slot {
+                        Slot::Begin => &mut cell.begin,
+                        Slot::End => &mut cell.end,
+                        Slot::Whole => &mut cell.whole,
+                    };
+                    match part {
+                        Part::Distinct => tally.distinct += 1,
+                        Part::Record => tally.add_record(self.sums, &o.numbers),
+                    }
+                }
+                updates = &updates[n..];
+            }
+            if self.extremes {
+                for d in 0..dimensions {
+                    let lo = lo.max(self.suppress.first[w][d]);
+                    let id = self.ids[d] as usize;
+                    for j in lo..=hi {
+                        let table = Self::table(&mut self.open, shape, end_of(j), &mut new_end);
+                        let cells = &mut table[w][d];
+                        if cells.len() <= id {
+                            cells.resize_with(id + 1, Cell::default);
+                        }
+                        let cell = &mut cells[id];
+                        if cell.extremes.is_empty() {
+                            cell.extremes = self
+                                .spec
+                                .aggregates
+                                .iter()
+                                .map(|a| Accumulator::new(&a.function))
+                                .collect();
+                        }
+                        for (acc, number) in cell.extremes.iter_mut().zip(&o.numbers) {
+                            if matches!(acc, Accumulator::Min(_) | Accumulator::Max(_)) {
+                                acc.add_number(*number);
+                            }
+                        }
                     }
                 }
             }
@@ -285,40 +499,83 @@ impl PartialAggregator {
                 .occurrences
                 .push((o.event_time, previous.unwrap_or(NONE)));
             generation.ids.extend_from_slice(&self.ids);
+            if let Some(seen) = &mut self.seen {
+                seen.entry(hash)
+                    .and_modify(|(newest, oldest)| {
+                        *newest = (*newest).max(last_end);
+                        *oldest = (*oldest).min(last_end);
+                    })
+                    .or_insert((last_end, last_end));
+            }
         }
     }
 
-    /// Emits the partials of the windows ending at `end` and forgets them.
-    pub fn emit(&mut self, end: u64, mut give: impl FnMut(Partial)) {
-        let Some(table) = self.open.remove(&end) else {
-            return;
-        };
-        for (w, per_dimension) in table.into_iter().enumerate() {
-            for (d, cells) in per_dimension.into_iter().enumerate() {
-                for (id, cell) in cells.into_iter().enumerate() {
-                    if cell.records == 0 {
+    /// Emits the partials of the instances ending at `end` and forgets them; calls `next` with
+    /// the end of each window's next instance that running tallies still reach.
+    pub fn emit(&mut self, end: u64, mut give: impl FnMut(Partial), mut next: impl FnMut(u64)) {
+        let mut table = self.open.remove(&end);
+        for (w, window) in self.spec.windows.iter().enumerate() {
+            let (size, slide) = (window.spec.size, window.spec.slide);
+            if end < size || !(end - size).is_multiple_of(slide) {
+                continue;
+            }
+            let mut reaches_next = false;
+            for d in 0..self.spec.dimensions.len() {
+                let cells = table.as_mut().map(|t| std::mem::take(&mut t[w][d]));
+                let cells = cells.unwrap_or_default();
+                let running = &mut self.running[w][d];
+                for (id, cell) in cells.iter().enumerate() {
+                    if !cell.begin.is_empty() || !cell.whole.is_empty() {
+                        let tally = running.entry(id as u32).or_default();
+                        tally.add(&cell.begin);
+                        tally.add(&cell.whole);
+                    }
+                }
+                for (id, tally) in running.iter() {
+                    if tally.records == 0 {
                         continue;
                     }
+                    let extremes = cells.get(*id as usize).map(|c| &c.extremes);
                     let accumulators = self
                         .spec
                         .aggregates
                         .iter()
-                        .zip(cell.numbers)
-                        .map(|(a, acc)| match a.function {
-                            AggregateFn::Count => Accumulator::Count(cell.records),
-                            AggregateFn::CountDistinct => Accumulator::Count(cell.distinct),
-                            _ => acc,
+                        .enumerate()
+                        .map(|(a, aggregate)| match aggregate.function {
+                            AggregateFn::Count => Accumulator::Count(tally.records),
+                            AggregateFn::CountDistinct => Accumulator::Count(tally.distinct),
+                            AggregateFn::Sum(_) => {
+                                Accumulator::Sum(tally.sums.get(a).copied().unwrap_or(0))
+                            }
+                            AggregateFn::Min(_) | AggregateFn::Max(_) => extremes
+                                .and_then(|e| e.get(a).cloned())
+                                .unwrap_or_else(|| Accumulator::new(&aggregate.function)),
                         })
                         .collect();
-                    let value = self.labels[d][id].to_string();
                     give(Partial {
                         window: w as u16,
                         end,
                         dimension: d as u16,
-                        value,
+                        value: self.labels[d][*id as usize].to_string(),
                         accumulators,
                     });
                 }
+                for (id, cell) in cells.iter().enumerate() {
+                    if cell.end.is_empty() && cell.whole.is_empty() {
+                        continue;
+                    }
+                    if let Some(tally) = running.get_mut(&(id as u32)) {
+                        tally.subtract(&cell.end);
+                        tally.subtract(&cell.whole);
+                        if tally.is_empty() {
+                            running.remove(&(id as u32));
+                        }
+                    }
+                }
+                reaches_next |= !running.is_empty();
+            }
+            if reaches_next {
+                next(end + slide);
             }
         }
     }
@@ -329,7 +586,17 @@ impl PartialAggregator {
             if *entry.key() > frontier {
                 break;
             }
-            let mut generation = entry.remove();
+            let (end, mut generation) = entry.remove_entry();
+            // A key whose newest generation this is has no occurrence left: generations are
+            // dropped in end order. (Keys sharing a hash share an entry: the newest of both.)
+            if let Some(seen) = &mut self.seen {
+                for key in generation.latest.keys() {
+                    let hash = key.route();
+                    if seen.get(&hash).is_some_and(|(newest, _)| *newest == end) {
+                        seen.remove(&hash);
+                    }
+                }
+            }
             generation.latest.clear();
             generation.occurrences.clear();
             generation.ids.clear();
@@ -338,28 +605,61 @@ impl PartialAggregator {
     }
 }
 
+/// Up to this many open generations a record's key is looked up in each of them.
+const SCANNED_GENERATIONS: usize = 4;
+
+/// About how many generations are open at once, on average over time: at time `T` the open
+/// ones are the ends of the last window containing some record at or before `T` that are
+/// still after `T`. Sampled at 1,024 times at most over a span of twice the longest window.
+fn open_generations(spec: &DataflowSpec) -> usize {
+    let longest = spec.windows.iter().map(|w| w.spec.size).max().unwrap_or(1);
+    let finest = spec.windows.iter().map(|w| w.spec.slide).min().unwrap_or(1);
+    let step = finest.max(longest / 512).max(1) as usize;
+    let last_end = |t: u64| {
+        spec.windows
+            .iter()
+            .map(|w| w.spec.last_end(t))
+            .max()
+            .unwrap_or(0)
+    };
+    let ends: BTreeSet<u64> = (longest..3 * longest).step_by(step).map(last_end).collect();
+    let (samples, open) = (2 * longest..3 * longest)
+        .step_by(step)
+        .map(|t| ends.range(t + 1..=last_end(t)).count())
+        .fold((0, 0), |(n, sum), open| (n + 1, sum + open));
+    open.div_ceil(samples.max(1))
+}
+
 /// Frontiers that suppress nothing (a first start), for every window and dimension of `spec`.
 pub fn suppress_nothing(spec: &DataflowSpec) -> Vec<Vec<u64>> {
     vec![vec![0; spec.dimensions.len()]; spec.windows.len()]
 }
 
-/// Restored frontiers: per window and dimension, and their minima.
+/// Restored frontiers: per window and dimension, the first instance not written before (by
+/// index), and the least frontier.
 struct Suppress {
-    unit: Vec<Vec<u64>>,
-    window: Vec<u64>,
+    first: Vec<Vec<u64>>,
     least: u64,
 }
 
 impl Suppress {
-    fn new(unit: &[Vec<u64>]) -> Self {
-        let window: Vec<u64> = unit
+    fn new(spec: &DataflowSpec, unit: &[Vec<u64>]) -> Self {
+        let first = spec
+            .windows
             .iter()
-            .map(|d| d.iter().copied().min().unwrap_or(0))
+            .zip(unit)
+            .map(|(window, frontiers)| {
+                let (size, slide) = (window.spec.size, window.spec.slide);
+                // The least j with j * slide + size >= frontier.
+                frontiers
+                    .iter()
+                    .map(|f| f.saturating_sub(size).div_ceil(slide))
+                    .collect()
+            })
             .collect();
         Suppress {
-            unit: unit.to_vec(),
-            least: window.iter().copied().min().unwrap_or(0),
-            window,
+            first,
+            least: unit.iter().flatten().copied().min().unwrap_or(0),
         }
     }
 }
@@ -417,8 +717,13 @@ pub fn render<'s>(
                         break;
                     }
                     let (end, cap) = entry.remove_entry();
+                    let mut next: SmallVec<[u64; 4]> = SmallVec::new();
                     let mut session = output.session(&cap);
-                    aggregator.emit(end, |partial| session.give(partial));
+                    aggregator.emit(end, |partial| session.give(partial), |e| next.push(e));
+                    drop(session);
+                    for e in next {
+                        capabilities.entry(e).or_insert_with(|| cap.delayed(&e));
+                    }
                 }
                 if let Some(low) = frontier.frontier().first() {
                     aggregator.forget_before(*low);
@@ -522,7 +827,7 @@ fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeSet, HashSet};
+    use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
     use timely::dataflow::operators::{Input, Inspect};
 
@@ -657,5 +962,230 @@ mod tests {
         // The windows that ended by the middle were complete when emitted (the check above), and
         // some of them were: the test exercised the gate.
         assert!(results.iter().any(|r| r.end <= middle));
+    }
+
+    /// A dataflow with a tumbling window, two hopping ones and every aggregate.
+    fn every_aggregate() -> DataflowSpec {
+        let text = r#"
+name = "every_aggregate"
+topic = "t"
+key = "id"
+allowed_lateness = "0s"
+idle_timeout = "off"
+dimensions = ["kind", "region"]
+[event_time]
+source = "message_timestamp"
+[[fields]]
+name = "id"
+type = "bigint"
+required = true
+[[fields]]
+name = "kind"
+type = "text"
+[[fields]]
+name = "region"
+type = "text"
+[[fields]]
+name = "amount"
+type = "double"
+[[windows]]
+name = "1m"
+size = "1m"
+[[windows]]
+name = "10m_every_1m"
+size = "10m"
+slide = "1m"
+[[windows]]
+name = "6m_every_3m"
+size = "6m"
+slide = "3m"
+[[aggregates]]
+name = "users"
+function = "count_distinct"
+[[aggregates]]
+name = "records"
+function = "count"
+[[aggregates]]
+name = "total"
+function = "sum"
+field = "amount"
+[[aggregates]]
+name = "least"
+function = "min"
+field = "amount"
+[[aggregates]]
+name = "most"
+function = "max"
+field = "amount"
+[tables]
+rows = "r"
+by_value = "v"
+by_window = "w"
+dead_letters = "d"
+late = "l"
+"#;
+        DataflowSpec::parse(text, std::path::Path::new("every_aggregate.toml")).unwrap()
+    }
+
+    /// Per (window, end, dimension, value): distinct keys, records, sum in fixed point, min, max.
+    type Folded = BTreeMap<(u16, u64, u16, String), (i64, i64, i128, Option<f64>, Option<f64>)>;
+
+    /// Every instance of every window that contains each observation, one at a time.
+    fn fold_every_aggregate(
+        spec: &DataflowSpec,
+        all: &[Observation],
+        suppress: &[Vec<u64>],
+    ) -> Folded {
+        let mut keys: BTreeMap<(u16, u64, u16, String), HashSet<Key>> = BTreeMap::new();
+        let mut cells = Folded::new();
+        for o in all {
+            for (w, window) in spec.windows.iter().enumerate() {
+                let (size, slide) = (window.spec.size, window.spec.slide);
+                let mut start = o.event_time / slide * slide;
+                loop {
+                    if start + size > o.event_time {
+                        for (d, label) in o.labels.iter().enumerate() {
+                            if start + size < suppress[w][d] {
+                                continue;
+                            }
+                            let at = (w as u16, start + size, d as u16, label.to_string());
+                            keys.entry(at.clone()).or_default().insert(o.key.clone());
+                            let cell = cells.entry(at).or_insert((0, 0, 0, None, None));
+                            cell.1 += 1;
+                            if let Some(x) = o.numbers[2] {
+                                cell.2 += (x * SUM_SCALE).round() as i128;
+                                cell.3 = Some(cell.3.map_or(x, |m| m.min(x)));
+                                cell.4 = Some(cell.4.map_or(x, |m| m.max(x)));
+                            }
+                        }
+                    }
+                    if start < slide {
+                        break;
+                    }
+                    start -= slide;
+                    if start + size <= o.event_time {
+                        break;
+                    }
+                }
+            }
+        }
+        for (at, keys) in keys {
+            cells.get_mut(&at).unwrap().0 = keys.len() as i64;
+        }
+        cells
+    }
+
+    /// Adds every observation, then emits every instance in end order as a caller holding
+    /// capabilities does (ends reported by `add` and by `emit`).
+    fn aggregate(
+        spec: &DataflowSpec,
+        all: &[Observation],
+        suppress: &[Vec<u64>],
+        index: bool,
+    ) -> Folded {
+        let mut aggregator = PartialAggregator::new(spec, suppress);
+        // Both ways of finding a key's generations: through the index, and by looking in each.
+        aggregator.seen = index.then(FxHashMap::default);
+        let mut ends = BTreeSet::new();
+        for o in all {
+            aggregator.add(o, |end| {
+                ends.insert(end);
+            });
+        }
+        let mut got = Folded::new();
+        while let Some(end) = ends.pop_first() {
+            let mut next = Vec::new();
+            aggregator.emit(
+                end,
+                |p| {
+                    let [Accumulator::Count(distinct), Accumulator::Count(records), Accumulator::Sum(sum), Accumulator::Min(least), Accumulator::Max(most)] =
+                        p.accumulators[..]
+                    else {
+                        panic!("five aggregates: {p:?}");
+                    };
+                    let at = (p.window, p.end, p.dimension, p.value);
+                    let row = (distinct as i64, records as i64, sum, least, most);
+                    assert!(got.insert(at.clone(), row).is_none(), "{at:?} emitted twice");
+                },
+                |e| next.push(e),
+            );
+            for e in next {
+                assert!(e > end, "a next instance ends after the one emitted");
+                ends.insert(e);
+            }
+            aggregator.forget_before(end);
+        }
+        got
+    }
+
+    #[test]
+    fn the_key_index_is_kept_where_many_generations_are_open() {
+        assert!(open_generations(&users()) <= SCANNED_GENERATIONS);
+        assert!(open_generations(&every_aggregate()) > SCANNED_GENERATIONS);
+    }
+
+    #[test]
+    fn hopping_windows_out_of_order_equal_a_fold_of_every_instance() {
+        let spec = every_aggregate();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let base = 1_795_255_200_000u64;
+        for round in 0..20 {
+            // Bursts of repeated keys close in time, and keys that come back after a gap, so
+            // occurrences overlap each other's windows in every way.
+            let keys = 1 + random(30);
+            let mut all: Vec<Observation> = (0..400)
+                .map(|_| Observation {
+                    event_time: base + random(40 * 60_000),
+                    key: Key::Int(random(keys) as i64),
+                    labels: [
+                        ["a", "b", "c"][random(3) as usize],
+                        ["x", "y"][random(2) as usize],
+                    ]
+                    .into_iter()
+                    .map(CompactString::from)
+                    .collect(),
+                    numbers: vec![
+                        None,
+                        None,
+                        (random(4) > 0).then(|| random(10_000) as f64 / 8.0),
+                        None,
+                        None,
+                    ],
+                })
+                .collect();
+            // Shuffle: arrival order is not event-time order.
+            for i in (1..all.len()).rev() {
+                all.swap(i, random(i as u64 + 1) as usize);
+            }
+            let mut suppress = suppress_nothing(&spec);
+            if round % 2 == 1 {
+                for frontiers in suppress.iter_mut() {
+                    for f in frontiers.iter_mut() {
+                        *f = base + random(20 * 60_000);
+                    }
+                }
+            }
+            let mut extended = all.clone();
+            for o in &mut extended {
+                o.numbers[3] = o.numbers[2];
+                o.numbers[4] = o.numbers[2];
+            }
+            let expected = fold_every_aggregate(&spec, &extended, &suppress);
+            for index in [false, true] {
+                let got = aggregate(&spec, &extended, &suppress, index);
+                assert_eq!(
+                    got.len(),
+                    expected.len(),
+                    "round {round}: instances emitted"
+                );
+                assert_eq!(got, expected, "round {round}, index {index}");
+            }
+        }
     }
 }
