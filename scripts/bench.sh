@@ -3,7 +3,9 @@
 # users) -> a sink, at -w 1 and -w 2, against the ceiling loop (benches/ceiling.rs) on the
 # same files. Prints a Markdown table. Two dataflows: `1m` is the benchmark's definition (one
 # 1-minute window by gender and by nat: distinct users and records), `full` is
-# dataflows/users_created.toml (1m, 5m, 1h and 10m-every-1m windows).
+# dataflows/users_created.toml (1m, 5m, 1h and 10m-every-1m windows); `1h` and `1h_every_1m`
+# (a tumbling hour and an hour sliding every minute, 60 windows per record) give the cost of a
+# hopping window against a tumbling one of the same size, printed under the table.
 #
 #   bash scripts/bench.sh                 # 2,000,000 users (~950 MB of JSON lines)
 #   COUNT=20000 bash scripts/bench.sh     # a smoke run
@@ -42,10 +44,13 @@ flows="$(mktemp -d "${TMPDIR:-/tmp}/weir-bench-flows.XXXXXX")"
 trap 'rm -rf "$flows"' EXIT
 windows_dataflow "$flows/1m.toml" 1m=1m
 cp dataflows/users_created.toml "$flows/full.toml"
+windows_dataflow "$flows/1h.toml" 1h=1h
+windows_dataflow "$flows/1h_every_1m.toml" 1h_every_1m=1h/1m
 # The VM's speed drifts by up to 2x within minutes, so every Weir run is paired with a ceiling
 # run just before it, and "of ceiling" is the median of the pairs' ratios.
 rows=() all_ceilings=()
-for run in "1m null" "full null" "full sqlite"; do
+declare -A median_rate
+for run in "1m null" "full null" "full sqlite" "1h null" "1h_every_1m null"; do
     read -r flow sink <<<"$run"
     for w in 1 2; do
         db="$flows/bench.db"
@@ -63,6 +68,7 @@ for run in "1m null" "full null" "full sqlite"; do
         done
         read -r low rate high < <(printf '%s\n' "${rates[@]}" | sort -n | awk '{v[NR]=$1} END {print v[1], v[int((NR+1)/2)], v[NR]}')
         ratio=$(printf '%s\n' "${ratios[@]}" | median)
+        median_rate["$flow $w"]=$rate
         rows+=("| weir -w $w, $flow dataflow, $sink sink | $rate [$low, $high] | $(echo "scale=0; $rate * $bytes / $count / 1000000" | bc) | $ratio% | $((peak / 1024)) MB |")
     done
 done
@@ -71,3 +77,7 @@ echo "| run | records/s (median [min, max]) | MB/s | of ceiling (median of paire
 echo "|---|---|---|---|---|"
 echo "| ceiling loop, 2 threads | $ceiling | $(echo "scale=0; $ceiling * $bytes / $count / 1000000" | bc) | 100% | |"
 printf '%s\n' "${rows[@]}"
+echo
+for w in 1 2; do
+    echo "hopping 1h every 1m costs $(echo "scale=2; ${median_rate["1h $w"]} / ${median_rate["1h_every_1m $w"]}" | bc)x a tumbling 1h window at -w $w (records/s of the tumbling / of the hopping)"
+done
