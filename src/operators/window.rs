@@ -54,6 +54,11 @@ pub struct Observation {
 /// order in which workers add them up.
 const SUM_SCALE: f64 = 1e9;
 
+/// A number in units of 1/SUM_SCALE.
+fn fixed_point(x: f64) -> i128 {
+    (x * SUM_SCALE).round() as i128
+}
+
 /// An aggregate's state, mergeable across workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Accumulator {
@@ -78,10 +83,9 @@ impl Accumulator {
         }
     }
 
-    /// Adds a record's number to a sum, minimum or maximum (counts are kept by [`Cell`]).
-    fn add_number(&mut self, number: Option<f64>) {
+    /// Adds a record's number to a minimum or maximum (counts and sums are kept by [`Tally`]).
+    fn add_extreme(&mut self, number: Option<f64>) {
         match (self, number) {
-            (Accumulator::Sum(s), Some(x)) => *s += (x * SUM_SCALE).round() as i128,
             (Accumulator::Min(m), Some(x)) => *m = Some(m.map_or(x, |m| m.min(x))),
             (Accumulator::Max(m), Some(x)) => *m = Some(m.map_or(x, |m| m.max(x))),
             _ => {}
@@ -235,7 +239,7 @@ impl Tally {
             }
             for (sum, number) in self.sums.iter_mut().zip(numbers) {
                 if let Some(x) = number {
-                    *sum += (x * SUM_SCALE).round() as i128;
+                    *sum += fixed_point(*x);
                 }
             }
         }
@@ -274,6 +278,15 @@ struct Cell {
     /// Records whose range is this one instance (every record of a tumbling window).
     whole: Tally,
     extremes: Vec<Accumulator>,
+}
+
+/// The cell of label `id` among one instance's cells for a window and dimension.
+fn cell_of(cells: &mut Vec<Cell>, id: u32) -> &mut Cell {
+    let id = id as usize;
+    if cells.len() <= id {
+        cells.resize_with(id + 1, Cell::default);
+    }
+    &mut cells[id]
 }
 
 /// Which of a cell's tallies an update goes to.
@@ -442,12 +455,7 @@ impl PartialAggregator {
                 let n = updates.iter().take_while(|u| u.0 == end).count();
                 let table = Self::table(&mut self.open, shape, end, &mut new_end);
                 for &(_, d, slot, part) in &updates[..n] {
-                    let cells = &mut table[w][d as usize];
-                    let id = self.ids[d as usize] as usize;
-                    if cells.len() <= id {
-                        cells.resize_with(id + 1, Cell::default);
-                    }
-                    let cell = &mut cells[id];
+                    let cell = cell_of(&mut table[w][d as usize], self.ids[d as usize]);
                     let tally = match slot {
                         Slot::Begin => &mut cell.begin,
                         Slot::End => &mut cell.end,
@@ -463,14 +471,10 @@ impl PartialAggregator {
             if self.extremes {
                 for d in 0..dimensions {
                     let lo = lo.max(self.suppress.first[w][d]);
-                    let id = self.ids[d] as usize;
+                    let id = self.ids[d];
                     for j in lo..=hi {
                         let table = Self::table(&mut self.open, shape, end_of(j), &mut new_end);
-                        let cells = &mut table[w][d];
-                        if cells.len() <= id {
-                            cells.resize_with(id + 1, Cell::default);
-                        }
-                        let cell = &mut cells[id];
+                        let cell = cell_of(&mut table[w][d], id);
                         if cell.extremes.is_empty() {
                             cell.extremes = self
                                 .spec
@@ -480,9 +484,7 @@ impl PartialAggregator {
                                 .collect();
                         }
                         for (acc, number) in cell.extremes.iter_mut().zip(&o.numbers) {
-                            if matches!(acc, Accumulator::Min(_) | Accumulator::Max(_)) {
-                                acc.add_number(*number);
-                            }
+                            acc.add_extreme(*number);
                         }
                     }
                 }
@@ -1053,7 +1055,7 @@ late = "l"
                             let cell = cells.entry(at).or_insert((0, 0, 0, None, None));
                             cell.1 += 1;
                             if let Some(x) = o.numbers[2] {
-                                cell.2 += (x * SUM_SCALE).round() as i128;
+                                cell.2 += fixed_point(x);
                                 cell.3 = Some(cell.3.map_or(x, |m| m.min(x)));
                                 cell.4 = Some(cell.4.map_or(x, |m| m.max(x)));
                             }
