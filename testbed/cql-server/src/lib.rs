@@ -16,6 +16,18 @@ use tokio_rustls::rustls::{
     RootCertStore, ServerConfig,
 };
 
+/// The required `IP:PORT` flag `flag` of parsed flags.
+pub fn addr_flag(
+    flags: &BTreeMap<String, String>,
+    flag: &str,
+) -> Result<std::net::SocketAddr, String> {
+    let text = flags
+        .get(flag)
+        .ok_or_else(|| format!("{flag} is required"))?;
+    text.parse()
+        .map_err(|_| format!("{flag} {text:?}: expected IP:PORT"))
+}
+
 /// Parses `--flag value` and `--flag=value` pairs; every flag in `known` may be given once.
 /// `Ok(None)` means help was requested.
 pub fn parse_flags(

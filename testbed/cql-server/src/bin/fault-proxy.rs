@@ -59,13 +59,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => return usage_error(&e),
     };
-    let addr = |flag: &str| -> Result<SocketAddr, String> {
-        let text = flags
-            .get(flag)
-            .ok_or_else(|| format!("{flag} is required"))?;
-        text.parse()
-            .map_err(|_| format!("{flag} {text:?}: expected IP:PORT"))
-    };
+    let addr = |flag: &str| cql_server::addr_flag(&flags, flag);
     let (listen, to, control) = match (addr("--listen"), addr("--to"), addr("--control")) {
         (Ok(l), Ok(t), Ok(c)) => (l, t, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return usage_error(&e),
@@ -216,7 +210,7 @@ fn command(mode: &watch::Sender<Mode>, line: &str) -> Result<(), String> {
 
 /// Serves one client: connects to the server (unless black-holed), then copies both ways
 /// under the mode until either side closes or a reset.
-async fn connection(client: TcpStream, to: SocketAddr, mut mode: watch::Receiver<Mode>) {
+async fn connection(mut client: TcpStream, to: SocketAddr, mut mode: watch::Receiver<Mode>) {
     let born = mode.borrow().resets;
     // A black-holed connection is accepted and not answered until the mode changes.
     while mode.borrow().blackhole {
@@ -229,14 +223,14 @@ async fn connection(client: TcpStream, to: SocketAddr, mut mode: watch::Receiver
         }
     }
     // Bounded: a server that does not answer within 10 s is a refused connection to the client.
-    let server = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(to)).await {
-        Ok(Ok(server)) => server,
-        Ok(Err(_)) | Err(_) => {
-            reset(client);
-            return;
-        }
-    };
-    let (mut client, mut server) = (client, server);
+    let mut server =
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(to)).await {
+            Ok(Ok(server)) => server,
+            Ok(Err(_)) | Err(_) => {
+                reset(client);
+                return;
+            }
+        };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let reset_now = {

@@ -33,13 +33,7 @@ async fn main() -> ExitCode {
         }
         Err(e) => return usage_error(&e),
     };
-    let addr = |flag: &str| -> Result<SocketAddr, String> {
-        let text = flags
-            .get(flag)
-            .ok_or_else(|| format!("{flag} is required"))?;
-        text.parse()
-            .map_err(|_| format!("{flag} {text:?}: expected IP:PORT"))
-    };
+    let addr = |flag: &str| cql_server::addr_flag(&flags, flag);
     let (listen, to) = match (addr("--listen"), addr("--to")) {
         (Ok(listen), Ok(to)) => (listen, to),
         (Err(e), _) | (_, Err(e)) => return usage_error(&e),
