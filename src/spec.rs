@@ -136,6 +136,75 @@ pub struct Tables {
     pub dead_letters: String,
     /// Late records.
     pub late: String,
+    /// How long Cassandra keeps each table's rows (`[tables.ttl]`, e.g. `dead_letters = "30d"`);
+    /// none by default. The SQLite sink keeps rows.
+    #[serde(default)]
+    pub ttl: TableTtl,
+}
+
+/// Optional time to live per table, by the table's role in `[tables]`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableTtl {
+    /// The rows table.
+    pub rows: Option<Ttl>,
+    /// The by-value window table.
+    pub by_value: Option<Ttl>,
+    /// The by-window window table.
+    pub by_window: Option<Ttl>,
+    /// Dead letters.
+    pub dead_letters: Option<Ttl>,
+    /// Late records.
+    pub late: Option<Ttl>,
+}
+
+impl TableTtl {
+    /// Whether any table has a TTL.
+    pub fn any(&self) -> bool {
+        [
+            self.rows,
+            self.by_value,
+            self.by_window,
+            self.dead_letters,
+            self.late,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
+}
+
+/// A time to live: whole seconds, from 1 s to Cassandra's maximum of 20 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttl(u32);
+
+impl Ttl {
+    /// Cassandra's largest TTL (`MAX_TTL`, 20 years).
+    pub const MAX_SECONDS: u32 = 630_720_000;
+
+    /// Seconds.
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Ttl {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let d = parse_duration(text)?;
+        if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > u64::from(Self::MAX_SECONDS) {
+            return Err(format!(
+                "ttl {text:?}: a TTL is whole seconds from 1s to 20 years (Cassandra's limit)"
+            ));
+        }
+        Ok(Ttl(d.as_secs() as u32))
+    }
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A validated dataflow.

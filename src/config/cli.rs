@@ -78,6 +78,37 @@ pub enum SinkKind {
     Null,
 }
 
+/// The consistency level of the Cassandra sink's writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WriteConsistency {
+    /// A majority of the replicas in the coordinator's datacenter (survives one replica down
+    /// at replication factor 3; reads at LOCAL_QUORUM then see every acknowledged write).
+    #[value(name = "LOCAL_QUORUM")]
+    LocalQuorum,
+    /// One replica in the local datacenter: lower latency, but an acknowledged write can be
+    /// lost with that replica before it reaches the others.
+    #[value(name = "LOCAL_ONE")]
+    LocalOne,
+    /// One replica anywhere.
+    #[value(name = "ONE")]
+    One,
+    /// Two replicas.
+    #[value(name = "TWO")]
+    Two,
+    /// Three replicas.
+    #[value(name = "THREE")]
+    Three,
+    /// A majority of all replicas, across datacenters.
+    #[value(name = "QUORUM")]
+    Quorum,
+    /// A majority in every datacenter.
+    #[value(name = "EACH_QUORUM")]
+    EachQuorum,
+    /// Every replica: a write fails while any replica is down.
+    #[value(name = "ALL")]
+    All,
+}
+
 /// The `--help` section of the Kafka security flags.
 const KAFKA_SECURITY: &str = "Kafka security";
 
@@ -246,9 +277,16 @@ pub struct RunArgs {
     /// PEM file of the CA certificates that sign Cassandra's certificates (implies TLS).
     #[arg(long, env = "WEIR_CASSANDRA_TLS_CA")]
     pub cassandra_tls_ca: Option<PathBuf>,
-    /// Cassandra statements in flight per process.
-    #[arg(long, env = "WEIR_CASSANDRA_CONCURRENCY", default_value_t = 64)]
-    pub cassandra_concurrency: usize,
+    /// Rows the Cassandra sink keeps in flight per process (statements and batch rows; see
+    /// README "Sizing the Cassandra sink").
+    #[arg(long, env = "WEIR_CASSANDRA_MAX_IN_FLIGHT_ROWS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cassandra_max_in_flight_rows: u32,
+    /// Bytes of values the Cassandra sink keeps in flight per process.
+    #[arg(long, env = "WEIR_CASSANDRA_MAX_IN_FLIGHT_BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cassandra_max_in_flight_bytes: u64,
+    /// Consistency level of the Cassandra sink's writes and progress reads.
+    #[arg(long, env = "WEIR_CASSANDRA_CONSISTENCY", value_enum, ignore_case = true, default_value_t = WriteConsistency::LocalQuorum)]
+    pub cassandra_consistency: WriteConsistency,
     /// Test servers without system.peers (kassandra): skip schema agreement. Tests only.
     #[arg(long, env = "WEIR_CASSANDRA_TEST_SERVER", hide = true, value_parser = clap::builder::FalseyValueParser::new())]
     pub cassandra_test_server: bool,

@@ -116,7 +116,9 @@ impl RunArgs {
             cassandra_password_file,
             cassandra_tls,
             cassandra_tls_ca,
-            cassandra_concurrency,
+            cassandra_max_in_flight_rows,
+            cassandra_max_in_flight_bytes,
+            cassandra_consistency,
             cassandra_test_server,
             sqlite,
             sink,
@@ -219,7 +221,10 @@ impl RunArgs {
             keyspace: keyspace.clone(),
             replication: replication.clone(),
             credentials: credentials.clone(),
-            concurrency: (*cassandra_concurrency).max(1),
+            max_in_flight_rows: *cassandra_max_in_flight_rows as usize,
+            max_in_flight_bytes: usize::try_from(*cassandra_max_in_flight_bytes)
+                .unwrap_or(usize::MAX),
+            consistency: scylla_consistency(*cassandra_consistency),
             max_attempts: 8,
             timeout,
             test_server: *cassandra_test_server,
@@ -351,5 +356,21 @@ impl RunConfig {
             communication,
             worker: timely::WorkerConfig::default(),
         })
+    }
+}
+
+/// The driver's name for a consistency level.
+fn scylla_consistency(c: super::cli::WriteConsistency) -> scylla::statement::Consistency {
+    use super::cli::WriteConsistency as W;
+    use scylla::statement::Consistency as C;
+    match c {
+        W::LocalQuorum => C::LocalQuorum,
+        W::LocalOne => C::LocalOne,
+        W::One => C::One,
+        W::Two => C::Two,
+        W::Three => C::Three,
+        W::Quorum => C::Quorum,
+        W::EachQuorum => C::EachQuorum,
+        W::All => C::All,
     }
 }

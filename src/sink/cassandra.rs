@@ -1,33 +1,61 @@
 //! The Cassandra (or ScyllaDB) store, through the `scylla` driver.
 //!
-//! Writes are prepared `INSERT`s (upserts), spread over `concurrency` lanes by a hash of the
-//! row's primary key. Each lane executes one statement at a time, so two writes of the same
-//! key are applied in the order they were submitted (the later version of a record wins, as
-//! in the source partition), while different keys proceed concurrently: concurrency is bounded
-//! by the number of lanes. A statement that fails transiently (a timeout, an unavailable or
-//! overloaded node, a broken connection: [`error_class`]) is retried with exponential backoff;
-//! a permanent failure (syntax, invalid query, authentication, authorization) or one still
-//! failing after `max_attempts` stops the store: the error goes to the engine's
-//! [`FirstError`], the write is never acknowledged, so no progress covers it and a restart
-//! replays it.
+//! Writes are prepared `INSERT`s (upserts), marked idempotent (writing a row twice is writing
+//! it once, so the driver may retry or speculate them) and sent at `--cassandra-consistency`
+//! (default `LOCAL_QUORUM`) with the driver's default token-aware load balancing: each
+//! statement goes straight to a replica of its partition.
+//!
+//! **Units.** A `write` is cut into units. Rows of a table whose partition key is its whole
+//! primary key (the records table) are one statement each. Rows of the other tables are
+//! grouped by partition key, in arrival order, into unlogged batches of at most
+//! [`BATCH_ROWS`] rows and [`BATCH_BYTES`] bytes: one partition per batch, so a batch is one
+//! mutation on one replica set, which is what an unlogged batch is good for (spreading a batch
+//! over partitions only moves the fan-out onto the coordinator).
+//!
+//! **Budget and order.** One dispatcher task owns every unit in flight. It starts units while
+//! the rows and bytes in flight stay within `--cassandra-max-in-flight-rows` and
+//! `--cassandra-max-in-flight-bytes` (a unit larger than the whole budget still goes alone, so
+//! nothing can wedge), so the cluster sees a bounded number of requests whatever the
+//! dataflow's rate. Units of one partition (same table and partition key) form a chain: at
+//! most one of them is in flight and the next starts only after it is acknowledged. Two
+//! writes of one primary key therefore reach Cassandra in the order they were submitted, so
+//! the later version of a record wins, as in the source partition, while different
+//! partitions proceed concurrently. (Each worker submits its own partitions' writes in
+//! order, and the channel to the dispatcher keeps that order.)
+//!
+//! **Failures.** A unit that fails transiently (a timeout, an unavailable or overloaded node,
+//! a broken connection: [`error_class`]) is retried with exponential backoff, holding its
+//! chain; a permanent failure (syntax, invalid query, authentication, authorization) or one
+//! still failing after `max_attempts` stops the dispatcher: the error goes to the engine's
+//! [`FirstError`], nothing more is acknowledged, so no progress covers the write and a
+//! restart replays it.
 //!
 //! Tables made by an older Weir lack the columns added since (`reason_kind`): when an insert
 //! does not prepare, the missing columns are added with `ALTER TABLE` and it is prepared again.
+//! A table with a TTL in the dataflow file (`[tables.ttl]`) is written `USING TTL`.
 //!
 //! Security: a username and password (PasswordAuthenticator, SASL PLAIN inside the CQL
 //! handshake) and TLS through rustls, trusting the system's CA roots or `--cassandra-tls-ca`.
 //! The password is a [`Secret`]: `Debug` of the configuration shows `***`, and
 //! [`Store::describe`] names only the contact points and the keyspace.
 
+use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
+use rustc_hash::FxHashMap;
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::ExecutionError;
+use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
 use scylla::value::{CqlTimestamp, CqlValue};
 use tokio::sync::mpsc;
 
@@ -48,8 +76,12 @@ pub struct CassandraConfig {
     pub replication: String,
     /// Username and password.
     pub credentials: Option<(String, Secret)>,
-    /// Statements in flight per process.
-    pub concurrency: usize,
+    /// Rows in flight per process (the budget; see the module doc).
+    pub max_in_flight_rows: usize,
+    /// Bytes of values in flight per process.
+    pub max_in_flight_bytes: usize,
+    /// Consistency level of every statement.
+    pub consistency: Consistency,
     /// Attempts per statement before giving up.
     pub max_attempts: u32,
     /// Connect and request timeout.
@@ -105,24 +137,239 @@ impl CassandraTls {
     }
 }
 
-struct Row {
+/// Most rows in one unlogged batch.
+pub const BATCH_ROWS: usize = 64;
+/// Most bytes of values in one unlogged batch: below Cassandra's default
+/// `batch_size_warn_threshold` (5 KiB), so a batch never fills the nodes' logs with warnings.
+pub const BATCH_BYTES: usize = 4 * 1024;
+
+/// A row's bound values.
+type Values = Vec<Option<CqlValue>>;
+
+/// The rows of one statement or batch, cut from a write.
+struct Cut {
+    /// Table and partition key: units of one chain are applied one after another.
+    chain: u64,
+    /// Values of each row; one row is a plain statement.
+    rows: Vec<Values>,
+    /// About the bytes of the values.
+    bytes: usize,
+}
+
+/// One statement, or one unlogged batch of rows of one partition, on its way.
+struct Unit {
     table: usize,
-    values: Vec<Option<CqlValue>>,
+    cut: Cut,
     job: Arc<Job>,
 }
 
+/// One `write`: acknowledged when its last unit is.
 struct Job {
     remaining: AtomicUsize,
     ack: Mutex<Option<Ack>>,
 }
 
-/// A Cassandra session with prepared statements and write lanes.
+impl Job {
+    fn unit_done(&self) {
+        crate::failpoint::hit("sink.mid_batch");
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            crate::failpoint::hit("sink.after_data_write");
+            if let Some(ack) = self.ack.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                ack();
+            }
+        }
+    }
+}
+
+/// What the dispatcher needs to execute units.
+struct Writer {
+    session: Arc<Session>,
+    prepared: Vec<PreparedStatement>,
+    stats: Arc<Stats>,
+    max_attempts: u32,
+}
+
+impl Writer {
+    /// Executes a unit, retrying transient failures; `Err` is the error for [`FirstError`].
+    async fn run(&self, unit: &Unit) -> std::result::Result<(), Error> {
+        let statement = &self.prepared[unit.table];
+        let rows = &unit.cut.rows;
+        let batch = (rows.len() > 1).then(|| {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for _ in rows {
+                batch.append_statement(statement.clone());
+            }
+            // Upserts of content-keyed rows: replaying a batch changes nothing.
+            batch.set_is_idempotent(true);
+            batch
+        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match &batch {
+                None => self
+                    .session
+                    .execute_unpaged(statement, &rows[0])
+                    .await
+                    .map(drop),
+                Some(batch) => self.session.batch(batch, rows).await.map(drop),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if attempt < self.max_attempts && error_class(&e) == ErrorClass::Transient =>
+                {
+                    self.stats.add_retry();
+                    let backoff =
+                        Duration::from_millis(50 << attempt.min(7)).min(Duration::from_secs(5));
+                    tracing::warn!(attempt, ?backoff, "cassandra write failed, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => {
+                    let class = error_class(&e);
+                    let what = match class {
+                        ErrorClass::Transient => format!("write failed after {attempt} attempts"),
+                        ErrorClass::Permanent => "write refused".to_string(),
+                    };
+                    return Err(Error::Store {
+                        message: format!(
+                            "cassandra: {what}: {e}; a restart resumes from the stored progress"
+                        ),
+                        class,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The in-flight budget.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    rows: usize,
+    bytes: usize,
+}
+
+/// The dispatcher's bookkeeping (see the module doc), apart from the I/O so that it can be
+/// tested alone: which units may start now, within the budget and one per chain.
+#[derive(Default)]
+struct Scheduler {
+    /// A chain is present while one of its units is ready or in flight; it holds the units
+    /// submitted behind that one, oldest first.
+    chains: FxHashMap<u64, VecDeque<Unit>>,
+    /// Units at the head of their chain, waiting for budget, oldest first.
+    ready: VecDeque<Unit>,
+    /// Rows and bytes in flight.
+    rows: usize,
+    bytes: usize,
+    in_flight: usize,
+}
+
+impl Scheduler {
+    /// A unit submitted: ready at once if its chain is idle, else queued behind it.
+    fn submit(&mut self, unit: Unit) {
+        match self.chains.entry(unit.cut.chain) {
+            Entry::Occupied(mut waiting) => waiting.get_mut().push_back(unit),
+            Entry::Vacant(chain) => {
+                chain.insert(VecDeque::new());
+                self.ready.push_back(unit);
+            }
+        }
+    }
+
+    /// The next unit to start, if the budget allows it. A unit larger than the whole budget
+    /// starts when nothing else is in flight.
+    fn start(&mut self, budget: Budget) -> Option<Unit> {
+        let cut = &self.ready.front()?.cut;
+        let fits =
+            self.rows + cut.rows.len() <= budget.rows && self.bytes + cut.bytes <= budget.bytes;
+        if !fits && self.in_flight > 0 {
+            return None;
+        }
+        let unit = self.ready.pop_front()?;
+        self.rows += unit.cut.rows.len();
+        self.bytes += unit.cut.bytes;
+        self.in_flight += 1;
+        Some(unit)
+    }
+
+    /// A started unit acknowledged: frees its budget and readies its chain's next unit.
+    fn complete(&mut self, unit: &Unit) {
+        self.rows -= unit.cut.rows.len();
+        self.bytes -= unit.cut.bytes;
+        self.in_flight -= 1;
+        match self
+            .chains
+            .get_mut(&unit.cut.chain)
+            .and_then(VecDeque::pop_front)
+        {
+            Some(next) => self.ready.push_back(next),
+            None => {
+                self.chains.remove(&unit.cut.chain);
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.ready.is_empty()
+    }
+}
+
+/// Owns every unit from submission to acknowledgement: starts what the [`Scheduler`] allows,
+/// executes it, and acknowledges it.
+async fn dispatch(
+    mut incoming: mpsc::UnboundedReceiver<Unit>,
+    writer: Writer,
+    budget: Budget,
+    failed: FirstError,
+) {
+    let mut scheduler = Scheduler::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    let mut received = Vec::new();
+    loop {
+        while let Some(unit) = scheduler.start(budget) {
+            let writer = &writer;
+            in_flight.push(async move {
+                let result = writer.run(&unit).await;
+                (unit, result)
+            });
+        }
+        if !open && scheduler.idle() {
+            return;
+        }
+        tokio::select! {
+            // Completions first: they free budget and chains.
+            biased;
+            Some((unit, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Err(e) = result {
+                    // Stop without acknowledging: the sink keeps the write's capability and
+                    // the runtime returns the error.
+                    failed.report(e);
+                    return;
+                }
+                scheduler.complete(&unit);
+                unit.job.unit_done();
+            }
+            count = incoming.recv_many(&mut received, 1024), if open => {
+                if count == 0 {
+                    open = false;
+                }
+                for unit in received.drain(..) {
+                    scheduler.submit(unit);
+                }
+            }
+        }
+    }
+}
+
+/// A Cassandra session with prepared statements and a write dispatcher.
 pub struct CassandraStore {
     config: CassandraConfig,
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
-    /// Set by `prepare`: the write lanes and the tables they write.
-    lanes: OnceLock<(Vec<mpsc::UnboundedSender<Row>>, TableSet, FirstError)>,
+    /// Set by `prepare`: the dispatcher's queue and the tables it writes.
+    dispatcher: OnceLock<(mpsc::UnboundedSender<Unit>, TableSet, FirstError)>,
     stats: Arc<Stats>,
 }
 
@@ -170,8 +417,19 @@ impl CassandraStore {
             .enable_all()
             .build()
             .map_err(|e| Error::Sink(format!("cannot start the Cassandra client runtime: {e}")))?;
+        // Every statement at the configured consistency; the rest of the profile is the
+        // driver's default (token-aware load balancing, its retry policy for idempotent
+        // statements, a 30 s request timeout).
+        let profile = ExecutionProfile::builder()
+            .consistency(config.consistency)
+            .build();
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
+            .default_execution_profile_handle(profile.into_handle())
+            // Client-side write timestamps, increasing per process: the later of two writes of
+            // one key (chained, so sent after the first is acknowledged) always wins, whichever
+            // coordinator and clock each one met. The driver's default is the server's clock.
+            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
             .connection_timeout(config.timeout);
         if let Some((user, password)) = &config.credentials {
             builder = builder.user(user, password.expose());
@@ -204,7 +462,7 @@ impl CassandraStore {
             config,
             runtime,
             session: Arc::new(session),
-            lanes: OnceLock::new(),
+            dispatcher: OnceLock::new(),
             stats,
         })
     }
@@ -227,10 +485,20 @@ impl CassandraStore {
         })
     }
 
-    /// A stable hash of a row's primary key: rows of one key always share a lane.
-    fn lane_of(row: &[Cell], table: &super::Table) -> u64 {
+    /// A stable hash of a row's partition key, seeded with its table: the row's chain.
+    fn chain_of(row: &[Cell], table_index: usize, table: &super::Table) -> u64 {
+        Self::hash_columns(row, table_index, table.partition_key.iter().copied())
+    }
+
+    /// A stable hash of a row's primary key, seeded with its table.
+    fn key_of(row: &[Cell], table_index: usize, table: &super::Table) -> u64 {
+        Self::hash_columns(row, table_index, table.primary_key())
+    }
+
+    fn hash_columns(row: &[Cell], table_index: usize, columns: impl Iterator<Item = usize>) -> u64 {
         use crate::data::hash::{fnv1a, mix64};
-        table.primary_key().fold(0, |h, i| {
+        let seed = mix64(table_index as u64 + 1);
+        columns.fold(seed, |h, i| {
             mix64(
                 h ^ match &row[i] {
                     Cell::Text(s) => fnv1a(s.as_bytes()),
@@ -270,13 +538,8 @@ impl Store for CassandraStore {
                     .map_err(|e| {
                         cassandra_error(&format!("cannot create table {ks}.{}", table.name), e)
                     })?;
-                let marks = vec!["?"; table.columns.len()].join(", ");
-                let insert = format!(
-                    "INSERT INTO {ks}.{} ({}) VALUES ({marks})",
-                    table.name,
-                    table.column_list()
-                );
-                let statement = match session.prepare(insert.as_str()).await {
+                let insert = insert_statement(ks, table);
+                let mut statement = match session.prepare(insert.as_str()).await {
                     Ok(statement) => statement,
                     Err(_) => {
                         // A table of an older Weir: add the columns it lacks (adding one that
@@ -299,107 +562,59 @@ impl Store for CassandraStore {
                         })?
                     }
                 };
+                // Upserts of content-keyed rows: executing one twice changes nothing, so the
+                // driver may retry it after a timeout.
+                statement.set_is_idempotent(true);
                 prepared.push(statement);
             }
             Ok::<_, Error>(prepared)
         })?;
-        let prepared = Arc::new(prepared);
-        let mut lanes = Vec::new();
-        for _ in 0..self.config.concurrency.max(1) {
-            let (sender, mut receiver) = mpsc::unbounded_channel::<Row>();
-            let (session, prepared, stats) = (
-                Arc::clone(&self.session),
-                Arc::clone(&prepared),
-                Arc::clone(&self.stats),
-            );
-            let max_attempts = self.config.max_attempts;
-            let failed = failed.clone();
-            self.runtime.spawn(async move {
-                while let Some(row) = receiver.recv().await {
-                    let mut attempt = 0;
-                    loop {
-                        attempt += 1;
-                        match session
-                            .execute_unpaged(&prepared[row.table], &row.values)
-                            .await
-                        {
-                            Ok(_) => break,
-                            Err(e)
-                                if attempt < max_attempts
-                                    && error_class(&e) == ErrorClass::Transient =>
-                            {
-                                stats.add_retry();
-                                let backoff = Duration::from_millis(50 << attempt.min(7))
-                                    .min(Duration::from_secs(5));
-                                tracing::warn!(
-                                    attempt,
-                                    ?backoff,
-                                    "cassandra write failed, retrying: {e}"
-                                );
-                                tokio::time::sleep(backoff).await;
-                            }
-                            Err(e) => {
-                                // Stop this lane without acknowledging: the sink keeps the
-                                // write's capability and the runtime returns the error.
-                                let class = error_class(&e);
-                                let what = match class {
-                                    ErrorClass::Transient => {
-                                        format!("write failed after {attempt} attempts")
-                                    }
-                                    ErrorClass::Permanent => "write refused".to_string(),
-                                };
-                                failed.report(Error::Store {
-                                    message: format!(
-                                        "cassandra: {what}: {e}; a restart resumes from the stored progress"
-                                    ),
-                                    class,
-                                });
-                                return;
-                            }
-                        }
-                    }
-                    crate::failpoint::hit("sink.mid_batch");
-                    if row.job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        crate::failpoint::hit("sink.after_data_write");
-                        if let Some(ack) =
-                            row.job.ack.lock().unwrap_or_else(|e| e.into_inner()).take()
-                        {
-                            ack();
-                        }
-                    }
-                }
-            });
-            lanes.push(sender);
-        }
-        self.lanes
-            .set((lanes, tables.clone(), failed.clone()))
+        let (sender, receiver) = mpsc::unbounded_channel::<Unit>();
+        let writer = Writer {
+            session: Arc::clone(&self.session),
+            prepared,
+            stats: Arc::clone(&self.stats),
+            max_attempts: self.config.max_attempts,
+        };
+        let budget = Budget {
+            rows: self.config.max_in_flight_rows.max(1),
+            bytes: self.config.max_in_flight_bytes.max(1),
+        };
+        self.runtime
+            .spawn(dispatch(receiver, writer, budget, failed.clone()));
+        self.dispatcher
+            .set((sender, tables.clone(), failed.clone()))
             .map_err(|_| Error::Sink("cassandra store prepared twice".into()))?;
         Ok(())
     }
 
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
-        let Some((lanes, tables, failed)) = self.lanes.get() else {
+        let Some((sender, tables, failed)) = self.dispatcher.get() else {
             // A programming error, not an input one; nothing is acknowledged.
             tracing::error!("cassandra store used before prepare");
             return;
         };
+        let units = units(table, &tables.tables[table], rows);
+        if units.is_empty() {
+            ack();
+            return;
+        }
         let job = Arc::new(Job {
-            remaining: AtomicUsize::new(rows.len()),
+            remaining: AtomicUsize::new(units.len()),
             ack: Mutex::new(Some(ack)),
         });
-        for row in rows {
-            let lane = (Self::lane_of(&row, &tables.tables[table]) % lanes.len() as u64) as usize;
-            let values: Vec<Option<CqlValue>> = row.into_iter().map(cql_value).collect();
-            if lanes[lane]
-                .send(Row {
-                    table,
-                    values,
-                    job: Arc::clone(&job),
-                })
-                .is_err()
-            {
-                // The lane stopped after reporting its error; this write stays unacknowledged.
-                failed.report(Error::Sink("cassandra: a write lane stopped".into()));
+        for cut in units {
+            let unit = Unit {
+                table,
+                cut,
+                job: Arc::clone(&job),
+            };
+            if sender.send(unit).is_err() {
+                // The dispatcher stopped after reporting its error; this write stays
+                // unacknowledged.
+                failed.report(Error::Sink(
+                    "cassandra: the write dispatcher stopped".into(),
+                ));
                 return;
             }
         }
@@ -490,6 +705,79 @@ impl Store for CassandraStore {
     }
 }
 
+/// The prepared upsert of a table: `INSERT INTO ks.t (...) VALUES (?, ...) [USING TTL n]`.
+fn insert_statement(keyspace: &str, table: &super::Table) -> String {
+    let marks = vec!["?"; table.columns.len()].join(", ");
+    let ttl = table
+        .ttl_seconds
+        .map(|s| format!(" USING TTL {s}"))
+        .unwrap_or_default();
+    format!(
+        "INSERT INTO {keyspace}.{} ({}) VALUES ({marks}){ttl}",
+        table.name,
+        table.column_list()
+    )
+}
+
+/// Cuts one write's rows into units. A table whose partition key is
+/// its whole primary key gets a statement per row; others a batch per partition, bounded by
+/// [`BATCH_ROWS`] and [`BATCH_BYTES`], rows in their submitted order. A batch never holds two
+/// rows of one primary key: its statements share one write timestamp, and Cassandra breaks
+/// that tie by value, not by order; the second row starts the partition's next batch, which
+/// its chain applies after this one.
+fn units(index: usize, table: &super::Table, rows: Vec<Vec<Cell>>) -> Vec<Cut> {
+    let row_cut = |row: Vec<Cell>| Cut {
+        chain: CassandraStore::chain_of(&row, index, table),
+        bytes: row.iter().map(cell_bytes).sum::<usize>(),
+        rows: vec![row.into_iter().map(cql_value).collect()],
+    };
+    if table.clustering.is_empty() {
+        return rows.into_iter().map(row_cut).collect();
+    }
+    let mut units: Vec<Cut> = Vec::new();
+    // The open batch of each partition, and the batch each primary key was last put in
+    // (indices into `units`).
+    let mut open: FxHashMap<u64, usize> = FxHashMap::default();
+    let mut key_in: FxHashMap<u64, usize> = FxHashMap::default();
+    for row in rows {
+        let key = CassandraStore::key_of(&row, index, table);
+        let mut cut = row_cut(row);
+        let joins = open.get(&cut.chain).copied().filter(|&i| {
+            let unit = &units[i];
+            unit.rows.len() < BATCH_ROWS
+                && unit.bytes + cut.bytes <= BATCH_BYTES
+                && key_in.get(&key) != Some(&i)
+        });
+        let i = match joins {
+            Some(i) => {
+                units[i].rows.append(&mut cut.rows);
+                units[i].bytes += cut.bytes;
+                i
+            }
+            None => {
+                open.insert(cut.chain, units.len());
+                units.push(cut);
+                units.len() - 1
+            }
+        };
+        key_in.insert(key, i);
+    }
+    units
+}
+
+/// About what a cell costs on the wire.
+fn cell_bytes(cell: &Cell) -> usize {
+    4 + match cell {
+        Cell::Null => 0,
+        Cell::Text(s) => s.len(),
+        Cell::Blob(b) => b.len(),
+        Cell::Uuid(_) => 16,
+        Cell::Int(_) => 4,
+        Cell::Bigint(_) | Cell::Timestamp(_) | Cell::Double(_) => 8,
+        Cell::Boolean(_) => 1,
+    }
+}
+
 /// What to check after a failed connection, from the driver's error text.
 fn connect_hint(error: &str, config: &CassandraConfig) -> &'static str {
     if error.contains("Authentication") || error.contains("bad credentials") {
@@ -524,6 +812,169 @@ mod tests {
 
     fn db(error: DbError) -> ExecutionError {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(error, "message".into()))
+    }
+
+    fn users_tables() -> TableSet {
+        let spec =
+            crate::spec::DataflowSpec::load(std::path::Path::new("dataflows/users_created.toml"))
+                .unwrap();
+        TableSet::new(&spec)
+    }
+
+    /// A by_window row: partition (dataflow, window, dimension, start), clustered by value.
+    fn window_row(table: &super::super::Table, start: i64, value: &str, count: i64) -> Vec<Cell> {
+        table
+            .columns
+            .iter()
+            .map(|(name, _)| match name.as_str() {
+                "window_start" => Cell::Timestamp(start),
+                "window_end" => Cell::Timestamp(start + 60_000),
+                "value" => Cell::Text(value.into()),
+                "dataflow" | "window_name" | "dimension" => Cell::Text("x".into()),
+                _ => Cell::Bigint(count),
+            })
+            .collect()
+    }
+
+    fn count_of(values: &Values) -> Option<CqlValue> {
+        values.last().cloned().flatten()
+    }
+
+    #[test]
+    fn window_rows_are_batched_by_partition_and_never_twice_one_key_in_a_batch() {
+        let tables = users_tables();
+        let table = &tables.tables[TableSet::BY_WINDOW];
+        // Two partitions interleaved; value "a" of partition 0 written twice.
+        let rows = vec![
+            window_row(table, 0, "a", 1),
+            window_row(table, 60_000, "a", 2),
+            window_row(table, 0, "b", 3),
+            window_row(table, 0, "a", 4),
+            window_row(table, 60_000, "b", 5),
+        ];
+        let cuts = units(TableSet::BY_WINDOW, table, rows);
+        let counts: Vec<(u64, Vec<Option<CqlValue>>)> = cuts
+            .iter()
+            .map(|c| (c.chain, c.rows.iter().map(count_of).collect()))
+            .collect();
+        let big = |n| Some(CqlValue::BigInt(n));
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert_eq!(
+            counts[0].1,
+            [big(1), big(3)],
+            "partition 0 up to the repeated key"
+        );
+        assert_eq!(counts[1].1, [big(2), big(5)], "partition 1");
+        assert_eq!(
+            counts[2].1,
+            [big(4)],
+            "the second version of (0, a) in a later batch"
+        );
+        assert_eq!(counts[0].0, counts[2].0, "one partition, one chain");
+        assert_ne!(counts[0].0, counts[1].0);
+
+        // A long run of one partition is cut at BATCH_ROWS (and BATCH_BYTES).
+        let rows = (0..BATCH_ROWS * 2 + 1)
+            .map(|i| window_row(table, 0, &format!("v{i}"), i as i64))
+            .collect();
+        let cuts = units(TableSet::BY_WINDOW, table, rows);
+        assert!(cuts.len() >= 3);
+        assert!(cuts
+            .iter()
+            .all(|c| c.rows.len() <= BATCH_ROWS && c.bytes <= BATCH_BYTES));
+        let all: Vec<_> = cuts
+            .iter()
+            .flat_map(|c| c.rows.iter().map(count_of))
+            .collect();
+        let expected: Vec<_> = (0..BATCH_ROWS as i64 * 2 + 1).map(big).collect();
+        assert_eq!(all, expected, "every row once, in order");
+    }
+
+    #[test]
+    fn records_are_one_statement_each() {
+        let tables = users_tables();
+        let table = &tables.tables[TableSet::ROWS];
+        let row = |id: u128| {
+            table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { Cell::Uuid(id) } else { Cell::Null })
+                .collect::<Vec<_>>()
+        };
+        let cuts = units(TableSet::ROWS, table, vec![row(1), row(2), row(1)]);
+        assert_eq!(cuts.len(), 3);
+        assert!(cuts.iter().all(|c| c.rows.len() == 1));
+        assert_eq!(cuts[0].chain, cuts[2].chain, "one key, one chain");
+        assert_ne!(cuts[0].chain, cuts[1].chain);
+    }
+
+    /// Random submissions and completions: every unit is acknowledged once; units of a chain
+    /// start one at a time in submission order; rows in flight stay within the budget unless
+    /// one oversized unit runs alone.
+    #[test]
+    fn the_scheduler_keeps_chain_order_and_the_budget() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..200 {
+            let budget = Budget {
+                rows: 1 + random(20),
+                bytes: 1 + random(2000),
+            };
+            let chains = 1 + random(6);
+            let job = Arc::new(Job {
+                remaining: AtomicUsize::new(usize::MAX),
+                ack: Mutex::new(None),
+            });
+            let mut scheduler = Scheduler::default();
+            let mut in_flight: Vec<Unit> = Vec::new();
+            let mut submitted: Vec<Vec<usize>> = vec![Vec::new(); chains];
+            let mut started: Vec<Vec<usize>> = vec![Vec::new(); chains];
+            let mut next_id = 0;
+            let total = 50;
+            while next_id < total || !scheduler.idle() {
+                if next_id < total && random(3) > 0 {
+                    let chain = random(chains);
+                    let rows = 1 + random(8);
+                    scheduler.submit(Unit {
+                        table: next_id, // the unit's id, for this test
+                        cut: Cut {
+                            chain: chain as u64,
+                            rows: vec![Vec::new(); rows],
+                            bytes: rows * (1 + random(200)),
+                        },
+                        job: Arc::clone(&job),
+                    });
+                    submitted[chain].push(next_id);
+                    next_id += 1;
+                }
+                while let Some(unit) = scheduler.start(budget) {
+                    let chain = unit.cut.chain as usize;
+                    assert!(
+                        in_flight.iter().all(|u| u.cut.chain != unit.cut.chain),
+                        "round {round}: two units of chain {chain} in flight"
+                    );
+                    started[chain].push(unit.table);
+                    in_flight.push(unit);
+                    let rows: usize = in_flight.iter().map(|u| u.cut.rows.len()).sum();
+                    let bytes: usize = in_flight.iter().map(|u| u.cut.bytes).sum();
+                    assert!(
+                        in_flight.len() == 1 || (rows <= budget.rows && bytes <= budget.bytes),
+                        "round {round}: {rows} rows, {bytes} bytes in flight over {budget:?}"
+                    );
+                }
+                if !in_flight.is_empty() && random(2) == 0 {
+                    let unit = in_flight.swap_remove(random(in_flight.len()));
+                    scheduler.complete(&unit);
+                }
+            }
+            assert_eq!(started, submitted, "round {round}: chain order");
+        }
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Table {
     pub partition_key: Vec<usize>,
     /// Clustering columns.
     pub clustering: Vec<usize>,
+    /// Time to live of every row written (`[tables.ttl]`; Cassandra only).
+    pub ttl_seconds: Option<u32>,
 }
 
 impl Table {
@@ -136,6 +138,7 @@ impl Table {
             columns: columns.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
             partition_key: partition_key.iter().map(index).collect(),
             clustering: clustering.iter().map(index).collect(),
+            ttl_seconds: None,
         }
     }
 
@@ -348,6 +351,17 @@ impl TableSet {
                 &["kafka_partition", "started_at"],
             ),
         ];
+        let mut tables = tables;
+        let ttl = &t.ttl;
+        for (table, ttl) in tables.iter_mut().zip([
+            ttl.rows,
+            ttl.by_value,
+            ttl.by_window,
+            ttl.dead_letters,
+            ttl.late,
+        ]) {
+            table.ttl_seconds = ttl.map(|t| t.seconds());
+        }
         TableSet {
             tables,
             spec: spec.clone(),

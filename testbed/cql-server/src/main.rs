@@ -2,7 +2,7 @@
 //! tests, built on the `kassandra` library (which has no server binary of its own).
 //!
 //! Usage: `cql-server [--listen IP:PORT] [--port-file PATH] [--auth USER:PASSWORD]
-//! [--tls-cert PEM --tls-key PEM]`
+//! [--tls-cert PEM --tls-key PEM] [--writes store|discard]`
 //!
 //! * One `KassandraSession` (one database) is shared by every connection, behind a mutex.
 //! * Each connection is served by a reader task (decode, execute, encode) and a writer task;
@@ -19,6 +19,10 @@
 //!   and AUTH_SUCCESS, so these frames are encoded here.
 //! * `--tls-cert`/`--tls-key` serve TLS only (tokio-rustls), like a node with
 //!   `client_encryption_options: enabled: true, optional: false`.
+//! * `--writes discard` acknowledges prepared INSERTs (alone or in a BATCH) without executing
+//!   them: no lock, no storage, so a sink benchmark measures the client and the network (with
+//!   the fault proxy's latency in front) rather than kassandra's one mutex. DDL, SELECTs and
+//!   unprepared statements still run; reads then see no rows.
 
 use std::{
     any::Any,
@@ -28,7 +32,8 @@ use std::{
     panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{Arc, Mutex, PoisonError},
+    collections::HashSet,
+    sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
 };
 
@@ -38,10 +43,11 @@ use kassandra::{
     error::DbError,
     frame::{
         self,
-        request::{Request, RequestOpcode},
+        request::{batch::BatchStatement, Request, RequestOpcode},
         response::{error::Error as CqlError, result::QueryResult, Response, ResponseOpcode},
         FrameFlags, FrameParams, ProtocolVersion,
     },
+    cql::query::QueryString,
     KassandraSession,
 };
 use tokio::{
@@ -52,11 +58,12 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 const USAGE: &str = "usage: cql-server [--listen IP:PORT] [--port-file PATH] [--auth USER:PASSWORD]
-                  [--tls-cert PEM --tls-key PEM]
+                  [--tls-cert PEM --tls-key PEM] [--writes store|discard]
   --listen IP:PORT       address to bind (default 127.0.0.1:0, i.e. any free port)
   --port-file PATH       after binding, write the port number to PATH (atomically)
   --auth USER:PASSWORD   require this login (PasswordAuthenticator, SASL PLAIN)
   --tls-cert, --tls-key  serve TLS only, with this certificate chain and private key (PEM)
+  --writes discard       acknowledge prepared INSERTs without storing them (sink benchmarks)
 Prints one line `listening IP:PORT` to stdout once ready, then serves until killed.";
 
 /// What the server tells clients it authenticates with: the name drivers expect from Cassandra.
@@ -75,6 +82,9 @@ const RESPONSE_QUEUE: usize = 1024;
 
 type SharedSession = Arc<Mutex<KassandraSession>>;
 
+/// `--writes discard`: the ids of prepared INSERTs, whose executions are acknowledged unrun.
+type Discarded = Arc<RwLock<HashSet<u128>>>;
+
 /// A response frame ready for `kassandra::frame::raw_response_sink`.
 type OutFrame = (FrameParams, ResponseOpcode, Bytes);
 
@@ -91,6 +101,8 @@ struct Args {
     auth: Option<Credentials>,
     /// Certificate chain and private key.
     tls: Option<(PathBuf, PathBuf)>,
+    /// `--writes discard`.
+    discard_writes: bool,
 }
 
 /// Parses the command line. `Ok(None)` means help was requested.
@@ -101,6 +113,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         "--auth",
         "--tls-cert",
         "--tls-key",
+        "--writes",
     ];
     let Some(mut flags) = cql_server::parse_flags(args, &known)? else {
         return Ok(None);
@@ -128,11 +141,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".into()),
     };
+    let discard_writes = match flags.remove("--writes").as_deref() {
+        None | Some("store") => false,
+        Some("discard") => true,
+        Some(other) => return Err(format!("--writes {other:?}: expected store or discard")),
+    };
     Ok(Some(Args {
         listen,
         port_file: flags.remove("--port-file").map(PathBuf::from),
         auth,
         tls,
+        discard_writes,
     }))
 }
 
@@ -163,6 +182,7 @@ async fn main() -> ExitCode {
         },
     };
     let auth = args.auth.map(Arc::new);
+    let discarded: Option<Discarded> = args.discard_writes.then(Discarded::default);
 
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
@@ -209,6 +229,7 @@ async fn main() -> ExitCode {
                     keyspace: None,
                     auth: auth.clone(),
                     authenticated: auth.is_none(),
+                    discarded: discarded.clone(),
                 };
                 let session = Arc::clone(&session);
                 match &tls {
@@ -283,6 +304,8 @@ struct Connection {
     auth: Option<Arc<Credentials>>,
     /// True once the client logged in (from the start without `--auth`).
     authenticated: bool,
+    /// `--writes discard`: the prepared INSERTs, shared by every connection.
+    discarded: Option<Discarded>,
 }
 
 async fn serve_connection(
@@ -417,10 +440,48 @@ fn dispatch(
         // Never reached: `authenticate` answers AUTH_RESPONSE (kassandra cannot parse it).
         Request::AuthResponse => protocol_error("unexpected AUTH_RESPONSE"),
         Request::Query(query) => execute(session, conn, |s| s.process(query)),
-        Request::Prepare(query) => execute(session, conn, |s| s.prepare(query)),
-        Request::Execute(execute_req) => execute(session, conn, |s| s.execute(execute_req)),
-        Request::Batch(batch) => execute(session, conn, |s| s.process_batch(batch)),
+        Request::Prepare(query) => {
+            let insert = matches!(query, QueryString::Insert(_));
+            let response = execute(session, conn, |s| s.prepare(query));
+            if let (Some(discarded), true, Response::Result(QueryResult::Prepared(prepared))) =
+                (&conn.discarded, insert, &response)
+            {
+                discarded
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(prepared.id);
+            }
+            response
+        }
+        Request::Execute(execute_req) => {
+            if discards(conn, [execute_req.id]) {
+                return Response::Result(QueryResult::Void);
+            }
+            execute(session, conn, |s| s.execute(execute_req))
+        }
+        Request::Batch(batch) => {
+            let ids = batch.statements.iter().map(|statement| match statement {
+                BatchStatement::Prepared { id, .. } => *id,
+                BatchStatement::Query { .. } => &[],
+            });
+            if !batch.statements.is_empty() && discards(conn, ids) {
+                return Response::Result(QueryResult::Void);
+            }
+            execute(session, conn, |s| s.process_batch(batch))
+        }
     }
+}
+
+/// Whether `--writes discard` acknowledges these statements unrun: every one is a prepared
+/// INSERT.
+fn discards<'a>(conn: &Connection, ids: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let Some(discarded) = &conn.discarded else {
+        return false;
+    };
+    let discarded = discarded.read().unwrap_or_else(PoisonError::into_inner);
+    ids.into_iter().all(|id| {
+        <[u8; 16]>::try_from(id).is_ok_and(|id| discarded.contains(&u128::from_be_bytes(id)))
+    })
 }
 
 /// A response: encoded here, or by kassandra.
