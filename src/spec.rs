@@ -687,6 +687,31 @@ mod tests {
     }
 
     #[test]
+    fn table_ttls_are_whole_seconds_by_role() {
+        let text = std::fs::read_to_string("dataflows/users_created.toml").unwrap();
+        let spec = parse(&format!(
+            "{text}\n[tables.ttl]\ndead_letters = \"30d\"\nlate = \"90s\"\n"
+        ))
+        .unwrap();
+        let ttl = spec.tables.ttl;
+        assert_eq!(ttl.dead_letters.map(Ttl::seconds), Some(30 * 86_400));
+        assert_eq!(ttl.late.map(Ttl::seconds), Some(90));
+        assert!(ttl.rows.is_none() && ttl.by_value.is_none() && ttl.any());
+        assert!(!parse(&text).unwrap().tables.ttl.any());
+        for (bad, says) in [
+            ("late = \"0s\"", "from 1s to 20 years"),
+            ("late = \"1500ms\"", "whole seconds"),
+            ("late = \"21y\"", "20 years"),
+            ("late = \"soon\"", "not a duration"),
+            ("users = \"1d\"", "unknown field"),
+        ] {
+            let e = parse(&format!("{text}\n[tables.ttl]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+            assert!(e.line.is_some(), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_line_and_the_field() {
         let text = std::fs::read_to_string("dataflows/users_created.toml").unwrap();
         let broken = text.replace(

@@ -891,6 +891,17 @@ mod tests {
     }
 
     #[test]
+    fn a_table_with_a_ttl_is_written_using_ttl() {
+        let mut tables = users_tables();
+        let table = &mut tables.tables[TableSet::DEAD_LETTERS];
+        assert!(!insert_statement("ks", table).contains("TTL"));
+        table.ttl_seconds = Some(86_400);
+        let insert = insert_statement("ks", table);
+        assert!(insert.starts_with(&format!("INSERT INTO ks.{} (", table.name)));
+        assert!(insert.ends_with(") USING TTL 86400"), "{insert}");
+    }
+
+    #[test]
     fn records_are_one_statement_each() {
         let tables = users_tables();
         let table = &tables.tables[TableSet::ROWS];

@@ -97,6 +97,12 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn prepare(&self, tables: &TableSet, failed: &FirstError) -> Result<()> {
+        for table in tables.tables.iter().filter(|t| t.ttl_seconds.is_some()) {
+            tracing::warn!(
+                table = %table.name,
+                "[tables.ttl] is applied by Cassandra only: the SQLite sink keeps every row"
+            );
+        }
         let Some(connection) = self
             .connection
             .lock()

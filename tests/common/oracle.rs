@@ -121,7 +121,8 @@ fn read_flow(path: &std::path::Path) -> Flow {
             .as_table()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            // Table names; `[tables.ttl]` changes no row.
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect(),
         fields,
     }
