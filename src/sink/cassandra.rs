@@ -12,16 +12,18 @@
 //! mutation on one replica set, which is what an unlogged batch is good for (spreading a batch
 //! over partitions only moves the fan-out onto the coordinator).
 //!
-//! **Budget and order.** One dispatcher task owns every unit in flight. It starts units while
-//! the rows and bytes in flight stay within `--cassandra-max-in-flight-rows` and
-//! `--cassandra-max-in-flight-bytes` (a unit larger than the whole budget still goes alone, so
-//! nothing can wedge), so the cluster sees a bounded number of requests whatever the
-//! dataflow's rate. Units of one partition (same table and partition key) form a chain: at
-//! most one of them is in flight and the next starts only after it is acknowledged. Two
-//! writes of one primary key therefore reach Cassandra in the order they were submitted, so
-//! the later version of a record wins, as in the source partition, while different
-//! partitions proceed concurrently. (Each worker submits its own partitions' writes in
-//! order, and the channel to the dispatcher keeps that order.)
+//! **Budget and order.** [`DISPATCHERS`] dispatcher tasks (one per client thread; the driver's
+//! per-request work runs inside them) each own a share of the units in flight, chosen by the
+//! unit's chain. Each starts units while its rows and bytes in flight stay within its share of
+//! `--cassandra-max-in-flight-rows` and `--cassandra-max-in-flight-bytes` (a unit larger than
+//! the share still goes alone, so nothing can wedge), so the cluster sees a bounded number of
+//! requests whatever the dataflow's rate. Units of one partition (same table and partition
+//! key) form a chain, always in one dispatcher: at most one of them is in flight and the next
+//! starts only after it is acknowledged. Two writes of one primary key therefore reach
+//! Cassandra in the order they were submitted, so the later version of a record wins, as in
+//! the source partition, while different partitions proceed concurrently. (Each worker
+//! submits its own partitions' writes in order, and the channel to a dispatcher keeps that
+//! order.)
 //!
 //! **Failures.** A unit that fails transiently (a timeout, an unavailable or overloaded node,
 //! a broken connection: [`error_class`]) is retried with exponential backoff, holding its
@@ -52,11 +54,15 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::ExecutionError;
+use scylla::frame::response::result::ColumnType;
 use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
+use scylla::serialize::value::SerializeValue;
+use scylla::serialize::writers::{CellWriter, WrittenCellProof};
+use scylla::serialize::SerializationError;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
-use scylla::value::{CqlTimestamp, CqlValue};
+use scylla::value::CqlTimestamp;
 use tokio::sync::mpsc;
 
 use super::{Ack, Cell, Store, TableSet};
@@ -137,14 +143,17 @@ impl CassandraTls {
     }
 }
 
+/// Client threads, and dispatchers (one each).
+pub const DISPATCHERS: usize = 2;
+
 /// Most rows in one unlogged batch.
 pub const BATCH_ROWS: usize = 64;
 /// Most bytes of values in one unlogged batch: below Cassandra's default
 /// `batch_size_warn_threshold` (5 KiB), so a batch never fills the nodes' logs with warnings.
 pub const BATCH_BYTES: usize = 4 * 1024;
 
-/// A row's bound values.
-type Values = Vec<Option<CqlValue>>;
+/// A row's bound values: its cells, serialized by the driver as they are (no copy).
+type Values = Vec<Cell>;
 
 /// The rows of one statement or batch, cut from a write.
 struct Cut {
@@ -181,10 +190,10 @@ impl Job {
     }
 }
 
-/// What the dispatcher needs to execute units.
+/// What a dispatcher needs to execute units.
 struct Writer {
     session: Arc<Session>,
-    prepared: Vec<PreparedStatement>,
+    prepared: Arc<Vec<PreparedStatement>>,
     stats: Arc<Stats>,
     max_attempts: u32,
 }
@@ -368,8 +377,8 @@ pub struct CassandraStore {
     config: CassandraConfig,
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
-    /// Set by `prepare`: the dispatcher's queue and the tables it writes.
-    dispatcher: OnceLock<(mpsc::UnboundedSender<Unit>, TableSet, FirstError)>,
+    /// Set by `prepare`: the dispatchers' queues and the tables they write.
+    dispatchers: OnceLock<(Vec<mpsc::UnboundedSender<Unit>>, TableSet, FirstError)>,
     stats: Arc<Stats>,
 }
 
@@ -412,7 +421,7 @@ impl CassandraStore {
     /// Connects (bounded by the timeout).
     pub fn connect(config: CassandraConfig, stats: Arc<Stats>) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(DISPATCHERS)
             .thread_name("cassandra")
             .enable_all()
             .build()
@@ -462,7 +471,7 @@ impl CassandraStore {
             config,
             runtime,
             session: Arc::new(session),
-            dispatcher: OnceLock::new(),
+            dispatchers: OnceLock::new(),
             stats,
         })
     }
@@ -569,27 +578,33 @@ impl Store for CassandraStore {
             }
             Ok::<_, Error>(prepared)
         })?;
-        let (sender, receiver) = mpsc::unbounded_channel::<Unit>();
-        let writer = Writer {
-            session: Arc::clone(&self.session),
-            prepared,
-            stats: Arc::clone(&self.stats),
-            max_attempts: self.config.max_attempts,
-        };
+        let prepared = Arc::new(prepared);
+        // Each dispatcher's share of the budget (at least one row and one byte).
         let budget = Budget {
-            rows: self.config.max_in_flight_rows.max(1),
-            bytes: self.config.max_in_flight_bytes.max(1),
+            rows: self.config.max_in_flight_rows.div_ceil(DISPATCHERS).max(1),
+            bytes: self.config.max_in_flight_bytes.div_ceil(DISPATCHERS).max(1),
         };
-        self.runtime
-            .spawn(dispatch(receiver, writer, budget, failed.clone()));
-        self.dispatcher
-            .set((sender, tables.clone(), failed.clone()))
+        let mut senders = Vec::new();
+        for _ in 0..DISPATCHERS {
+            let (sender, receiver) = mpsc::unbounded_channel::<Unit>();
+            let writer = Writer {
+                session: Arc::clone(&self.session),
+                prepared: Arc::clone(&prepared),
+                stats: Arc::clone(&self.stats),
+                max_attempts: self.config.max_attempts,
+            };
+            self.runtime
+                .spawn(dispatch(receiver, writer, budget, failed.clone()));
+            senders.push(sender);
+        }
+        self.dispatchers
+            .set((senders, tables.clone(), failed.clone()))
             .map_err(|_| Error::Sink("cassandra store prepared twice".into()))?;
         Ok(())
     }
 
     fn write(&self, table: usize, rows: Vec<Vec<Cell>>, ack: Ack) {
-        let Some((sender, tables, failed)) = self.dispatcher.get() else {
+        let Some((senders, tables, failed)) = self.dispatchers.get() else {
             // A programming error, not an input one; nothing is acknowledged.
             tracing::error!("cassandra store used before prepare");
             return;
@@ -609,7 +624,8 @@ impl Store for CassandraStore {
                 cut,
                 job: Arc::clone(&job),
             };
-            if sender.send(unit).is_err() {
+            let shard = (unit.cut.chain % senders.len() as u64) as usize;
+            if senders[shard].send(unit).is_err() {
                 // The dispatcher stopped after reporting its error; this write stays
                 // unacknowledged.
                 failed.report(Error::Sink(
@@ -729,7 +745,7 @@ fn units(index: usize, table: &super::Table, rows: Vec<Vec<Cell>>) -> Vec<Cut> {
     let row_cut = |row: Vec<Cell>| Cut {
         chain: CassandraStore::chain_of(&row, index, table),
         bytes: row.iter().map(cell_bytes).sum::<usize>(),
-        rows: vec![row.into_iter().map(cql_value).collect()],
+        rows: vec![row],
     };
     if table.clustering.is_empty() {
         return rows.into_iter().map(row_cut).collect();
@@ -791,18 +807,27 @@ fn connect_hint(error: &str, config: &CassandraConfig) -> &'static str {
     }
 }
 
-fn cql_value(cell: Cell) -> Option<CqlValue> {
-    Some(match cell {
-        Cell::Null => return None,
-        Cell::Text(s) => CqlValue::Text(s.into_string()),
-        Cell::Int(i) => CqlValue::Int(i),
-        Cell::Bigint(i) => CqlValue::BigInt(i),
-        Cell::Double(f) => CqlValue::Double(f),
-        Cell::Boolean(b) => CqlValue::Boolean(b),
-        Cell::Uuid(u) => CqlValue::Uuid(uuid::Uuid::from_u128(u)),
-        Cell::Timestamp(t) => CqlValue::Timestamp(CqlTimestamp(t)),
-        Cell::Blob(b) => CqlValue::Blob(b),
-    })
+/// A cell as a bound value, serialized straight from the row (a text cell is not copied into
+/// a `String` first); each arm is the driver's own serializer for that Rust type, which checks
+/// the column's CQL type.
+impl SerializeValue for Cell {
+    fn serialize<'b>(
+        &self,
+        typ: &ColumnType,
+        writer: CellWriter<'b>,
+    ) -> std::result::Result<WrittenCellProof<'b>, SerializationError> {
+        match self {
+            Cell::Null => None::<i32>.serialize(typ, writer),
+            Cell::Text(s) => s.as_str().serialize(typ, writer),
+            Cell::Int(i) => i.serialize(typ, writer),
+            Cell::Bigint(i) => i.serialize(typ, writer),
+            Cell::Double(f) => f.serialize(typ, writer),
+            Cell::Boolean(b) => b.serialize(typ, writer),
+            Cell::Uuid(u) => uuid::Uuid::from_u128(*u).serialize(typ, writer),
+            Cell::Timestamp(t) => CqlTimestamp(*t).serialize(typ, writer),
+            Cell::Blob(b) => b.serialize(typ, writer),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -836,8 +861,11 @@ mod tests {
             .collect()
     }
 
-    fn count_of(values: &Values) -> Option<CqlValue> {
-        values.last().cloned().flatten()
+    fn count_of(values: &Values) -> Option<i64> {
+        match values.last() {
+            Some(Cell::Bigint(n)) => Some(*n),
+            _ => None,
+        }
     }
 
     #[test]
@@ -853,11 +881,11 @@ mod tests {
             window_row(table, 60_000, "b", 5),
         ];
         let cuts = units(TableSet::BY_WINDOW, table, rows);
-        let counts: Vec<(u64, Vec<Option<CqlValue>>)> = cuts
+        let counts: Vec<(u64, Vec<Option<i64>>)> = cuts
             .iter()
             .map(|c| (c.chain, c.rows.iter().map(count_of).collect()))
             .collect();
-        let big = |n| Some(CqlValue::BigInt(n));
+        let big = Some;
         assert_eq!(counts.len(), 3, "{counts:?}");
         assert_eq!(
             counts[0].1,
