@@ -23,7 +23,10 @@
 //! Cassandra in the order they were submitted, so the later version of a record wins, as in
 //! the source partition, while different partitions proceed concurrently. (Each worker
 //! submits its own partitions' writes in order, and the channel to a dispatcher keeps that
-//! order.)
+//! order.) Tables whose keys are written at most once per run (window results, dead letters,
+//! late records: [`super::Table::written_once`]) need no order, so each of their units is a
+//! chain of its own; otherwise the dead letters of one Kafka partition, one partition key,
+//! would go one batch per round trip.
 //!
 //! **Failures.** A unit that fails transiently (a timeout, an unavailable or overloaded node,
 //! a broken connection: [`error_class`]) is retried with exponential backoff, holding its
@@ -43,7 +46,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -379,6 +382,8 @@ pub struct CassandraStore {
     session: Arc<Session>,
     /// Set by `prepare`: the dispatchers' queues and the tables they write.
     dispatchers: OnceLock<(Vec<mpsc::UnboundedSender<Unit>>, TableSet, FirstError)>,
+    /// Numbers the chains of written-once tables' units.
+    unique_chains: AtomicU64,
     stats: Arc<Stats>,
 }
 
@@ -472,6 +477,7 @@ impl CassandraStore {
             runtime,
             session: Arc::new(session),
             dispatchers: OnceLock::new(),
+            unique_chains: AtomicU64::new(0),
             stats,
         })
     }
@@ -609,7 +615,7 @@ impl Store for CassandraStore {
             tracing::error!("cassandra store used before prepare");
             return;
         };
-        let units = units(table, &tables.tables[table], rows);
+        let units = units(table, &tables.tables[table], rows, &self.unique_chains);
         if units.is_empty() {
             ack();
             return;
@@ -735,13 +741,26 @@ fn insert_statement(keyspace: &str, table: &super::Table) -> String {
     )
 }
 
-/// Cuts one write's rows into units. A table whose partition key is
-/// its whole primary key gets a statement per row; others a batch per partition, bounded by
-/// [`BATCH_ROWS`] and [`BATCH_BYTES`], rows in their submitted order. A batch never holds two
-/// rows of one primary key: its statements share one write timestamp, and Cassandra breaks
-/// that tie by value, not by order; the second row starts the partition's next batch, which
-/// its chain applies after this one.
-fn units(index: usize, table: &super::Table, rows: Vec<Vec<Cell>>) -> Vec<Cut> {
+/// Cuts one write's rows into units. A table whose partition key is its whole primary key gets
+/// a statement per row; others a batch per partition, bounded by [`BATCH_ROWS`] and
+/// [`BATCH_BYTES`], rows in their submitted order. A batch never holds two rows of one primary
+/// key: its statements share one write timestamp, and Cassandra breaks that tie by value, not
+/// by order; the second row starts the partition's next batch, which its chain applies after
+/// this one. A unit of a table whose keys are written once per run
+/// ([`super::Table::written_once`]) has a chain of its own (a number from `unique`): it waits
+/// for nothing.
+fn units(index: usize, table: &super::Table, rows: Vec<Vec<Cell>>, unique: &AtomicU64) -> Vec<Cut> {
+    let mut units = cut_rows(index, table, rows);
+    if table.written_once {
+        for unit in &mut units {
+            unit.chain = crate::data::hash::mix64(unique.fetch_add(1, Ordering::Relaxed));
+        }
+    }
+    units
+}
+
+/// [`units`] before the written-once tables' chains: every chain is the partition's.
+fn cut_rows(index: usize, table: &super::Table, rows: Vec<Vec<Cell>>) -> Vec<Cut> {
     let row_cut = |row: Vec<Cell>| Cut {
         chain: CassandraStore::chain_of(&row, index, table),
         bytes: row.iter().map(cell_bytes).sum::<usize>(),
@@ -880,7 +899,7 @@ mod tests {
             window_row(table, 0, "a", 4),
             window_row(table, 60_000, "b", 5),
         ];
-        let cuts = units(TableSet::BY_WINDOW, table, rows);
+        let cuts = cut_rows(TableSet::BY_WINDOW, table, rows);
         let counts: Vec<(u64, Vec<Option<i64>>)> = cuts
             .iter()
             .map(|c| (c.chain, c.rows.iter().map(count_of).collect()))
@@ -905,8 +924,14 @@ mod tests {
         let rows = (0..BATCH_ROWS * 2 + 1)
             .map(|i| window_row(table, 0, &format!("v{i}"), i as i64))
             .collect();
-        let cuts = units(TableSet::BY_WINDOW, table, rows);
+        let cuts = units(TableSet::BY_WINDOW, table, rows, &AtomicU64::new(0));
         assert!(cuts.len() >= 3);
+        let chains: std::collections::HashSet<u64> = cuts.iter().map(|c| c.chain).collect();
+        assert_eq!(
+            chains.len(),
+            cuts.len(),
+            "window rows are written once: no chain waits"
+        );
         assert!(cuts
             .iter()
             .all(|c| c.rows.len() <= BATCH_ROWS && c.bytes <= BATCH_BYTES));
@@ -941,7 +966,12 @@ mod tests {
                 .map(|(i, _)| if i == 0 { Cell::Uuid(id) } else { Cell::Null })
                 .collect::<Vec<_>>()
         };
-        let cuts = units(TableSet::ROWS, table, vec![row(1), row(2), row(1)]);
+        let cuts = units(
+            TableSet::ROWS,
+            table,
+            vec![row(1), row(2), row(1)],
+            &AtomicU64::new(0),
+        );
         assert_eq!(cuts.len(), 3);
         assert!(cuts.iter().all(|c| c.rows.len() == 1));
         assert_eq!(cuts[0].chain, cuts[2].chain, "one key, one chain");

@@ -118,6 +118,11 @@ pub struct Table {
     pub clustering: Vec<usize>,
     /// Time to live of every row written (`[tables.ttl]`; Cassandra only).
     pub ttl_seconds: Option<u32>,
+    /// Each primary key is written at most once per run (window results, dead letters and
+    /// late records: one per window instance and value, one per offset), so a store need
+    /// not order this table's writes. Rows (a key arrives again) and progress (rewritten
+    /// each interval) are not.
+    pub written_once: bool,
 }
 
 impl Table {
@@ -139,6 +144,7 @@ impl Table {
             partition_key: partition_key.iter().map(index).collect(),
             clustering: clustering.iter().map(index).collect(),
             ttl_seconds: None,
+            written_once: false,
         }
     }
 
@@ -361,6 +367,14 @@ impl TableSet {
             ttl.late,
         ]) {
             table.ttl_seconds = ttl.map(|t| t.seconds());
+        }
+        for table in [
+            Self::BY_VALUE,
+            Self::BY_WINDOW,
+            Self::DEAD_LETTERS,
+            Self::LATE,
+        ] {
+            tables[table].written_once = true;
         }
         TableSet {
             tables,
