@@ -6,6 +6,31 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# build_testbed: builds testbed/cql-server (the CQL test server, the TLS and fault proxies,
+# test-certs) and sets testbed to the directory of its binaries (testbed/cql-server/target,
+# or CARGO_TARGET_DIR if that is set).
+build_testbed() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    (cd "$root/testbed/cql-server" && cargo build --release --locked --quiet >&2)
+    testbed="$(cd "$root/testbed/cql-server" && cargo metadata --format-version 1 --no-deps --locked |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
+}
+
+# first_line FILE PREFIX: waits (30 s at most) for a line starting with PREFIX in FILE and
+# prints the rest of it (the test servers' readiness lines, e.g. `listening 127.0.0.1:9042`).
+first_line() {
+    for _ in $(seq 1 300); do
+        if grep -q "^$2" "$1" 2>/dev/null; then
+            sed -n "s/^$2//p" "$1" | head -1
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: no '$2' line in $1 within 30 s" >&2
+    return 1
+}
+
 # start_tansu DIR: a fresh tansu broker (sqlite storage in DIR) on a free port; sets
 # tansu_pid and brokers (127.0.0.1:PORT) and waits until it answers. Needs tansu, installed by
 # scripts/test-servers.sh into ~/.cache/weir.

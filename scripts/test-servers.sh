@@ -22,9 +22,9 @@ cache="${WEIR_CACHE:-$HOME/.cache/weir}"
 tansu_version=0.6.0
 tansu="$cache/tansu-$tansu_version/bin/tansu"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port, build_testbed
+# shellcheck source=scripts/bench-lib.sh
+source "$repo/scripts/bench-lib.sh"
 
 wait_for_port() { # host port what
     for _ in $(seq 1 300); do
@@ -43,11 +43,8 @@ if ! { [ -x "$tansu" ] && "$tansu" --version 2>/dev/null | grep -q "$tansu_versi
     rm -rf "$build_dir"
 fi
 
-echo "test servers: building the CQL test server, the TLS proxy and test-certs" >&2
-(cd "$repo/testbed/cql-server" && cargo build --release --locked --quiet >&2)
-# Where cargo put them: testbed/cql-server/target, or CARGO_TARGET_DIR if that is set.
-testbed="$(cd "$repo/testbed/cql-server" && cargo metadata --format-version 1 --no-deps --locked |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
+echo "test servers: building the CQL test server, the TLS and fault proxies and test-certs" >&2
+build_testbed
 
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/weir-test-servers.XXXXXX")"
 pids=()

@@ -30,4 +30,4 @@ COUNT=20000 PAIRS=1 bash scripts/bench-pair.sh target/release/weir target/releas
 COUNTS=20000 bash scripts/bench-memory.sh
 RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
 COUNT=5000 bash scripts/bench-kafka.sh
-COUNT=5000 bash scripts/bench-cassandra.sh
+COUNT=5000 LATENCIES=1 BUDGETS=1024 bash scripts/bench-cassandra.sh
