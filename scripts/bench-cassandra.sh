@@ -62,31 +62,15 @@ for w in 1 2; do
 done
 
 # The simulated cluster: a discarding CQL server behind the fault proxy.
-"$testbed/cql-server" --listen 127.0.0.1:0 --writes discard >"$dir/cql.out" 2>"$dir/cql.log" &
-bench_pids+=("$!")
-discard_addr="$(first_line "$dir/cql.out" "listening ")"
-proxy_port="$(free_port)"
-control_port="$(free_port)"
-"$testbed/fault-proxy" --listen "127.0.0.1:$proxy_port" --to "$discard_addr" \
-    --control "127.0.0.1:$control_port" >"$dir/proxy.out" 2>"$dir/proxy.log" &
-bench_pids+=("$!")
-first_line "$dir/proxy.out" "control " >/dev/null
-control() { # command...
-    local answer
-    exec 4<>"/dev/tcp/127.0.0.1/$control_port"
-    echo "$*" >&4
-    read -r answer <&4
-    exec 4>&-
-    [ "$answer" = ok ] || { echo "bench-cassandra: fault-proxy answered '$answer' to '$*'" >&2; exit 1; }
-}
+start_simulated_cluster "$dir" 0
 
 echo
 echo "| latency per round trip | in-flight budget (rows) | rows/s | records/s |"
 echo "|---|---|---|---|"
 for latency in $latencies; do
-    if [ "$latency" = 0 ]; then control pass; else control latency "$latency"; fi
+    set_cluster_latency "$latency"
     for budget in $budgets; do
-        read -r seconds rows < <(run_weir "127.0.0.1:$proxy_port" 2 --cassandra-max-in-flight-rows "$budget")
+        read -r seconds rows < <(run_weir "$cluster_addr" 2 --cassandra-max-in-flight-rows "$budget")
         echo "| $latency ms | $budget | $(echo "scale=0; $rows / $seconds" | bc) | $(echo "scale=0; $count / $seconds" | bc) |"
     done
 done

@@ -31,6 +31,37 @@ first_line() {
     return 1
 }
 
+# start_simulated_cluster DIR LATENCY_MS: a simulated Cassandra cluster for the sink
+# benchmarks: the CQL test server with `--writes discard` (INSERTs and batches acknowledged
+# without being stored) behind testbed's fault-proxy delaying every response by LATENCY_MS
+# (0: none). Needs build_testbed first. Sets cluster_addr (the proxy) and cluster_control (its
+# control port; see set_cluster_latency) and appends both pids to bench_pids.
+start_simulated_cluster() {
+    local discard proxy_port
+    "$testbed/cql-server" --listen 127.0.0.1:0 --writes discard >"$1/cql.out" 2>"$1/cql.log" &
+    bench_pids+=("$!")
+    discard="$(first_line "$1/cql.out" "listening ")"
+    proxy_port="$(free_port)"
+    cluster_control="$(free_port)"
+    "$testbed/fault-proxy" --listen "127.0.0.1:$proxy_port" --to "$discard" \
+        --control "127.0.0.1:$cluster_control" >"$1/proxy.out" 2>"$1/proxy.log" &
+    bench_pids+=("$!")
+    first_line "$1/proxy.out" "control " >/dev/null
+    cluster_addr="127.0.0.1:$proxy_port"
+    set_cluster_latency "$2"
+}
+
+# set_cluster_latency MS: the simulated cluster's added latency per round trip (0: none).
+set_cluster_latency() {
+    local answer command="latency $1"
+    [ "$1" = 0 ] && command=pass
+    exec 4<>"/dev/tcp/127.0.0.1/$cluster_control"
+    echo "$command" >&4
+    read -r answer <&4
+    exec 4>&-
+    [ "$answer" = ok ] || { echo "bench: fault-proxy answered '$answer' to '$command'" >&2; exit 1; }
+}
+
 # start_tansu DIR: a fresh tansu broker (sqlite storage in DIR) on a free port; sets
 # tansu_pid and brokers (127.0.0.1:PORT) and waits until it answers. Needs tansu, installed by
 # scripts/test-servers.sh into ~/.cache/weir.

@@ -28,6 +28,6 @@ cargo test --locked --bench kernels
 COUNT=20000 RUNS=1 bash scripts/bench.sh
 COUNT=20000 PAIRS=1 bash scripts/bench-pair.sh target/release/weir target/release/weir
 COUNTS=20000 bash scripts/bench-memory.sh
-RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
+RATES=2000 CASSANDRA_RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
 COUNT=5000 bash scripts/bench-kafka.sh
 COUNT=5000 LATENCIES=1 BUDGETS=1024 bash scripts/bench-cassandra.sh
