@@ -16,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
-rates="${RATES:-10000 50000}"
-cassandra_rates="${CASSANDRA_RATES:-100000}"
+# Empty (RATES=) runs none.
+rates="${RATES-10000 50000}"
+cassandra_rates="${CASSANDRA_RATES-100000}"
 cluster_latency="${CLUSTER_LATENCY_MS:-1}"
 seconds="${SECONDS_PER_RATE:-300}"
 workers="${WORKERS:-2}"

@@ -277,8 +277,8 @@ pub struct RunArgs {
     /// PEM file of the CA certificates that sign Cassandra's certificates (implies TLS).
     #[arg(long, env = "WEIR_CASSANDRA_TLS_CA")]
     pub cassandra_tls_ca: Option<PathBuf>,
-    /// Rows the Cassandra sink keeps in flight per process (statements and batch rows; see
-    /// README "Sizing the Cassandra sink").
+    /// Rows the Cassandra sink keeps in flight per process, statements and batch rows alike
+    /// (README: "How the sink writes, and sizing it for a cluster").
     #[arg(long, env = "WEIR_CASSANDRA_MAX_IN_FLIGHT_ROWS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub cassandra_max_in_flight_rows: u32,
     /// Bytes of values the Cassandra sink keeps in flight per process.
