@@ -57,7 +57,9 @@ run_weir() { # addr workers [flags...]
 echo "| run | records/s | MB/s |"
 echo "|---|---|---|"
 for w in 1 2; do
-    read -r seconds _ < <(run_weir "$WEIR_TEST_CASSANDRA" "$w")
+    # Through a file, not a process substitution: a failed run then stops the script.
+    run_weir "$WEIR_TEST_CASSANDRA" "$w" >"$dir/run"
+    read -r seconds _ <"$dir/run"
     echo "| weir -w $w, Cassandra sink (CQL test server, storing) | $(echo "scale=0; $count / $seconds" | bc) | $(echo "scale=0; $bytes / $seconds / 1000000" | bc) |"
 done
 
@@ -70,7 +72,8 @@ echo "|---|---|---|---|"
 for latency in $latencies; do
     set_cluster_latency "$latency"
     for budget in $budgets; do
-        read -r seconds rows < <(run_weir "$cluster_addr" 2 --cassandra-max-in-flight-rows "$budget")
+        run_weir "$cluster_addr" 2 --cassandra-max-in-flight-rows "$budget" >"$dir/run"
+        read -r seconds rows <"$dir/run"
         echo "| $latency ms | $budget | $(echo "scale=0; $rows / $seconds" | bc) | $(echo "scale=0; $count / $seconds" | bc) |"
     done
 done
