@@ -31,9 +31,10 @@
 //! **Failures.** A unit that fails transiently (a timeout, an unavailable or overloaded node,
 //! a broken connection: [`error_class`]) is retried with exponential backoff, holding its
 //! chain; a permanent failure (syntax, invalid query, authentication, authorization) or one
-//! still failing after `max_attempts` stops the dispatcher: the error goes to the engine's
-//! [`FirstError`], nothing more is acknowledged, so no progress covers the write and a
-//! restart replays it.
+//! still failing after `max_attempts` stops its dispatcher: the error goes to the engine's
+//! [`FirstError`] (the run then stops with it), and the failed write and everything that
+//! dispatcher holds are never acknowledged, so no progress covers them and a restart replays
+//! them. Writes the other dispatcher acknowledges are durable, so that is no lie.
 //!
 //! Tables made by an older Weir lack the columns added since (`reason_kind`): when an insert
 //! does not prepare, the missing columns are added with `ALTER TABLE` and it is prepared again.
