@@ -1,7 +1,7 @@
 //! Schema parsing: message bytes -> typed record, or the reason it is a bad record. Pure.
 //!
 //! A bad record (oversized, invalid UTF-8, malformed JSON, a required field missing, a value of
-//! the wrong type, an event time before 1970) is never an error of the pipeline: it becomes a
+//! the wrong type, an event time before 1970 or after 9999) is never an error of the pipeline: it becomes a
 //! dead letter with its reason, partition and offset.
 
 use compact_str::{format_compact, CompactString, ToCompactString};
@@ -13,6 +13,10 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 pub use crate::data::record::{Key, Record, Value};
 pub use crate::data::reject::{truncate_payload, Reason, ReasonKind, DEAD_LETTER_PAYLOAD_BYTES};
 use crate::spec::{DataflowSpec, EventTime, FieldType};
+
+/// The latest event time accepted, 9999-12-31T23:59:59.999Z in epoch ms; later ones are dead
+/// letters (`bad_event_time`).
+pub const LATEST_EVENT_TIME_MS: u64 = 253_402_300_799_999;
 
 /// The largest message parsed by default; larger ones are dead letters.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
@@ -140,6 +144,14 @@ impl Schema {
                 format!("event time {event_time} is before 1970"),
             )
         })?;
+        // A time past year 9999 has no RFC 3339 form or day, and one such record would push
+        // its partition's watermark so far that every later record is late.
+        if event_time > LATEST_EVENT_TIME_MS {
+            return Err(Reason::new(
+                ReasonKind::BadEventTime,
+                format!("event time {event_time} is after 9999-12-31"),
+            ));
+        }
         let key = match &values[self.spec.key] {
             Value::Uuid(u) => Key::Uuid(*u),
             Value::Int(i) => Key::Int(*i),
@@ -595,6 +607,64 @@ mod tests {
             "\"gender\":[1],\"gender\":\"female\"",
         );
         assert_eq!(s.parse(twice.as_bytes(), None).unwrap(), expected);
+    }
+
+    #[test]
+    fn skipped_values_are_only_checked_for_syntax_and_read_ones_are_converted() {
+        let s = Schema::new(
+            &DataflowSpec::load(Path::new("dataflows/users_created.toml")).unwrap(),
+            DEFAULT_MAX_RECORD_BYTES,
+        );
+        let expected = s.parse(GOOD.as_bytes(), None).unwrap();
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let digits = format!("1{}", "9".repeat(10_000));
+        let with = |key: &str, value: &str| GOOD.replacen('{', &format!("{{\"{key}\":{value},"), 1);
+        // Under a key no field reads: the same record.
+        for junk in [deep.as_str(), &digits, r#""a\ud800b""#] {
+            assert_eq!(
+                s.parse(with("junk", junk).as_bytes(), None).unwrap(),
+                expected
+            );
+        }
+        // Not JSON, even where nothing is read: a raw control byte in a string.
+        let raw_nul = s.parse(with("junk", "\"a\u{0}b\"").as_bytes(), None);
+        assert_eq!(raw_nul.unwrap_err().kind, ReasonKind::Malformed);
+        // In a field the dataflow reads (a later duplicate of `gender` wins).
+        let read = |value: &str| {
+            s.parse(
+                with("gender", value)
+                    .replacen("\"gender\":\"female\",", "", 1)
+                    .as_bytes(),
+                None,
+            )
+        };
+        assert_eq!(read(&digits).unwrap_err().kind, ReasonKind::Malformed);
+        assert_eq!(
+            read(r#""a\ud800b""#).unwrap_err().kind,
+            ReasonKind::Malformed
+        );
+        assert_eq!(read(&deep).unwrap_err().kind, ReasonKind::WrongType);
+        let nul = read(r#""a\u0000b""#).unwrap();
+        assert_eq!(nul.values[3], Value::Text("a\u{0}b".into()));
+    }
+
+    #[test]
+    fn event_times_after_the_year_9999_are_bad() {
+        let s = users();
+        let at = |ms: u64| {
+            let text = GOOD.replace("\"2026-11-21T10:00:01.250Z\"", &ms.to_string());
+            s.parse(text.as_bytes(), None)
+        };
+        assert_eq!(
+            at(LATEST_EVENT_TIME_MS).unwrap().event_time,
+            LATEST_EVENT_TIME_MS
+        );
+        let reason = at(LATEST_EVENT_TIME_MS + 1).unwrap_err();
+        assert_eq!(reason.kind, ReasonKind::BadEventTime);
+        assert_eq!(
+            reason.detail,
+            "event time 253402300800000 is after 9999-12-31"
+        );
     }
 
     #[test]

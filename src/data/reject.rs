@@ -79,7 +79,7 @@ pub enum ReasonKind {
     MissingField,
     /// A field's value has the wrong type.
     WrongType,
-    /// The event time is missing (no message timestamp) or before 1970.
+    /// The event time is missing (no message timestamp), before 1970 or after 9999.
     BadEventTime,
     /// Below its partition's watermark (late records have their own table).
     Late,

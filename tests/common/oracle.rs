@@ -204,10 +204,15 @@ fn parse(flow: &Flow, payload: &[u8], timestamp: Option<i64>) -> Parsed {
             return Parsed::Dead("invalid_utf8", detail);
         }
     };
-    let json: Json = match serde_json::from_str(text) {
-        Ok(Json::Object(o)) => Json::Object(o),
+    // A message whose first JSON value is whole and not an object is "not an object",
+    // whatever follows it; an object must be all there is.
+    let mut json_text = serde_json::Deserializer::from_str(text);
+    let json: Json = match serde::Deserialize::deserialize(&mut json_text) {
+        Ok(Json::Object(o)) if json_text.end().is_ok() => Json::Object(o),
+        Ok(Json::Object(_)) | Err(_) => {
+            return Parsed::Dead("malformed", "malformed JSON: ".into())
+        }
         Ok(_) => return Parsed::Dead("malformed", "malformed JSON: not an object".into()),
-        Err(_) => return Parsed::Dead("malformed", "malformed JSON: ".into()),
     };
     let mut values = Vec::new();
     for field in &flow.fields {
@@ -248,6 +253,11 @@ fn parse(flow: &Flow, payload: &[u8], timestamp: Option<i64>) -> Parsed {
         let detail = format!("event time {event_time} is before 1970");
         return Parsed::Dead("bad_event_time", detail);
     };
+    // The documented latest event time: the end of year 9999.
+    if event_time > 253_402_300_799_999 {
+        let detail = format!("event time {event_time} is after 9999-12-31");
+        return Parsed::Dead("bad_event_time", detail);
+    }
     let key = match &values[flow.key] {
         V::Text(s) => s.clone(),
         V::Int(i) => i.to_string(),
