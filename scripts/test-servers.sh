@@ -11,7 +11,9 @@
 #     WEIR_TEST_CASSANDRA_SECURE (PasswordAuthenticator login WEIR_TEST_CASSANDRA_USER /
 #     WEIR_TEST_CASSANDRA_PASSWORD, TLS only);
 #   - certificates made fresh by testbed's test-certs in WEIR_TEST_TLS_DIR: ca.pem (also
-#     WEIR_TEST_TLS_CA), server.pem/.key, client.pem/.key (signed by ca.pem).
+#     WEIR_TEST_TLS_CA), server.pem/.key, client.pem/.key (signed by ca.pem);
+#   - for the fault tests, which run servers of their own: the tansu binary (WEIR_TEST_TANSU)
+#     and the directory of testbed's binaries (WEIR_TEST_TESTBED: cql-server, fault-proxy).
 # Passwords are random per run. Source it: it exports the variables above and stops every
 # server when the sourcing shell exits. Installs go to $WEIR_CACHE (default ~/.cache/weir),
 # outside the repo.
@@ -147,4 +149,7 @@ export WEIR_TEST_CASSANDRA_USER="$cassandra_user"
 export WEIR_TEST_CASSANDRA_PASSWORD="$cassandra_password"
 export WEIR_TEST_TLS_DIR="$tls_dir"
 export WEIR_TEST_TLS_CA="$tls_dir/ca.pem"
+# The fault tests start (and kill, pause and cut) brokers and CQL servers of their own.
+export WEIR_TEST_TANSU="$tansu"
+export WEIR_TEST_TESTBED="$testbed"
 echo "test servers: kafka (tansu) at $WEIR_TEST_KAFKA, with SASL at $WEIR_TEST_KAFKA_SASL, with SASL and TLS at $WEIR_TEST_KAFKA_TLS; cql (kassandra) at $WEIR_TEST_CASSANDRA, with login and TLS at $WEIR_TEST_CASSANDRA_SECURE" >&2

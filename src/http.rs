@@ -5,7 +5,8 @@
 //! | `/` | the live status page (one self-contained HTML file, no external resources) |
 //! | `/api/status` | the page's data ([`crate::status::Snapshot`]) as JSON |
 //! | `/metrics` | Prometheus metrics ([`crate::metrics::Metrics`]) |
-//! | `/healthz` | `ok` while the process runs |
+//! | `/healthz` | `ok` while the process runs (liveness) |
+//! | `/readyz` | `ready` (200) while it does its work; otherwise 503 and a line per reason: not started, stopping, a partition that cannot be read (broker down, paused, silent), the sink retrying writes |
 //!
 //! It runs on its own thread and tokio runtime, away from the timely workers, and samples the
 //! throughput history once a second. Nothing it serves contains a secret: the source and sink
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -78,6 +79,21 @@ fn router(stats: Arc<Stats>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get({
+                let stats = Arc::clone(&metrics);
+                move || async move {
+                    match stats.status.readiness() {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready\n{}\n", why.join("\n")),
+                        ),
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {

@@ -158,6 +158,9 @@ pub struct Metrics {
     /// `weir_backfill_remaining_offsets{worker,partition}`: how far a backfill's replay is
     /// from the offset where rows are written again (0 when not backfilling).
     pub backfill_remaining: Family<PartitionLabels, Gauge>,
+    /// `weir_source_stalled{worker,partition}`: 1 while the partition cannot be read (its
+    /// broker is down, paused or silent; the reason is on the status page and `/readyz`).
+    pub source_stalled: Family<PartitionLabels, Gauge>,
     /// `weir_durable_offset{worker,partition}`: the resume offset of the last durable progress.
     pub durable_offset: Family<PartitionLabels, Gauge>,
     /// `weir_windows_written_total{worker}`: window results acknowledged.
@@ -258,6 +261,11 @@ impl Default for Metrics {
             backfill_remaining: metric!(
                 "backfill_remaining_offsets",
                 "Offsets a backfill still replays before rows are written again (0: not backfilling)",
+                Family::default()
+            ),
+            source_stalled: metric!(
+                "source_stalled",
+                "1 while the partition cannot be read: its broker is down, paused or not answering",
                 Family::default()
             ),
             durable_offset: metric!(

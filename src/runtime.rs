@@ -100,6 +100,9 @@ pub struct Settings {
     /// A backfill whose start retention has removed starts at the earliest offset still held
     /// (recorded in `weir_backfills`) instead of stopping.
     pub backfill_from_retention: bool,
+    /// How long the source may be unable to read (broker down, paused, silent) before the run
+    /// stops with an error; `None` waits for ever.
+    pub source_stall_timeout: Option<Duration>,
 }
 
 /// What a finished run did.
@@ -463,6 +466,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
             discovery_interval: shared.input.grows().then_some(settings.partition_discovery),
             flow: flow.clone(),
             failed: shared.failed.clone(),
+            stall_timeout: settings.source_stall_timeout,
         };
         let source = crate::source::render(scope, parts);
         let records = source.records.probe_with(&source_probe);

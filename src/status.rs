@@ -31,6 +31,8 @@ struct Board {
     dataflow: DataflowInfo,
     started_ms: u64,
     stopping: bool,
+    /// Why the sink is retrying writes now, if it is.
+    sink_retrying: Option<String>,
     workers: BTreeMap<usize, WorkerStatus>,
     recent_rejects: VecDeque<RejectEvent>,
     recent_windows: VecDeque<WindowEvent>,
@@ -101,6 +103,8 @@ pub struct PartitionStatus {
     /// Backfilling: replaying for added outputs until this offset (rows before it are not
     /// written again).
     pub backfill_until: Option<i64>,
+    /// Why the partition cannot be read now (its broker is down, paused or not answering).
+    pub stalled: Option<String>,
 }
 
 /// A dead letter or a late record.
@@ -208,6 +212,39 @@ impl StatusBoard {
     /// The process is stopping at the next safe point.
     pub fn set_stopping(&self) {
         self.lock().stopping = true;
+    }
+
+    /// The sink is retrying a failed write (`Some(why)`), or its writes succeed again.
+    pub fn set_sink_retrying(&self, why: Option<String>) {
+        self.lock().sink_retrying = why;
+    }
+
+    /// Whether the process does its work now (`/readyz`): `Err` lists why not (not started
+    /// yet, stopping, a partition that cannot be read, a sink retrying its writes).
+    pub fn readiness(&self) -> std::result::Result<(), Vec<String>> {
+        let board = self.lock();
+        let mut why = Vec::new();
+        if board.started_ms == 0 {
+            why.push("the dataflow has not started".to_string());
+        }
+        if board.stopping {
+            why.push("stopping".to_string());
+        }
+        for w in board.workers.values() {
+            for p in &w.partitions {
+                if let Some(reason) = &p.stalled {
+                    why.push(format!("partition {} stalled: {reason}", p.partition));
+                }
+            }
+        }
+        if let Some(reason) = &board.sink_retrying {
+            why.push(format!("sink retrying: {reason}"));
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why)
+        }
     }
 
     fn worker(board: &mut Board, worker: usize) -> &mut WorkerStatus {

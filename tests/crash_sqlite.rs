@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -87,5 +87,93 @@ fn sigterm_stops_cleanly_and_a_restart_completes_exactly() {
         &expected,
         &read_sqlite(&db, &spec),
         "after SIGTERM and restart",
+    );
+}
+
+/// One stream through runs of different shapes, each stopped mid-stream (SIGTERM or SIGKILL):
+/// `-w 1`, `-w 4`, 2 processes x `-w 2`, then `-w 2` to the end. Progress is stored per
+/// partition and ownership is a pure function of the shape, so each run resumes every
+/// partition where the last durable progress left it, whoever owned it before.
+#[test]
+fn rescaling_between_runs_stopped_mid_stream_leaves_the_oracle_tables() {
+    let g = generator(23, 4, 40_000, 2500.0);
+    let dir = temp_dir("rescale");
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    let expected = oracle(&spec, &generated(&g));
+    let db = dir.join("weir.db");
+    let mut base = generator_args(&g);
+    base.extend(["--dataflow".into(), dataflow.display().to_string()]);
+    base.extend(["--sqlite".into(), db.display().to_string()]);
+    base.extend(["--progress-interval".into(), "20ms".into()]);
+    let rows = &spec.tables.rows;
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let start = |shape: &[&str]| -> Child {
+        let mut cmd = weir();
+        cmd.args(&base)
+            .args(shape)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let cluster = |p: usize| -> Vec<String> {
+        let p = p.to_string();
+        let hosts = hostfile.display().to_string();
+        ["-w", "2", "-n", "2", "-p", &p, "--hostfile", &hosts]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // (shape, signal) for each interrupted run.
+    let cluster_args: Vec<Vec<String>> = (0..2).map(cluster).collect();
+    let runs: Vec<(Vec<Vec<String>>, i32)> = vec![
+        (vec![vec!["-w".into(), "1".into()]], libc::SIGTERM),
+        (vec![vec!["-w".into(), "4".into()]], libc::SIGKILL),
+        (cluster_args, libc::SIGKILL),
+    ];
+    let mut written = 0;
+    for (shapes, sig) in runs {
+        let children: Vec<Child> = shapes
+            .iter()
+            .map(|s| start(&s.iter().map(String::as_str).collect::<Vec<_>>()))
+            .collect();
+        let what = format!("{shapes:?}: 2,000 more rows");
+        wait_until(Duration::from_secs(120), &what, || {
+            std::thread::sleep(Duration::from_millis(20));
+            count_sqlite_rows(&db, rows) >= written + 2_000
+        });
+        for child in &children {
+            signal(child, sig);
+        }
+        for child in children {
+            let (status, _, stderr) = wait_output(child, Duration::from_secs(60));
+            match sig {
+                libc::SIGTERM => assert!(status.success(), "{shapes:?}: {status}\n{stderr}"),
+                _ => assert_eq!(
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                    Some(libc::SIGKILL),
+                    "{shapes:?} was killed, not finished: {stderr}"
+                ),
+            }
+        }
+        written = count_sqlite_rows(&db, rows);
+        assert!(
+            written < expected[rows].len(),
+            "{shapes:?} stopped mid-stream"
+        );
+    }
+    let mut cmd = weir();
+    cmd.args(&base).args(["-w", "2"]);
+    let (status, _, stderr) = run(cmd, Duration::from_secs(300));
+    assert!(status.success(), "the last run, -w 2: {status}\n{stderr}");
+    assert_tables_eq(
+        &expected,
+        &read_sqlite(&db, &spec),
+        "after -w 1, -w 4, 2 processes x -w 2 and -w 2",
     );
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,50 +84,6 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
-}
-
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-}
-
-/// A plain HTTP/1.0 GET: (status code, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
-}
-
-/// Prometheus text format -> series (name with labels) -> value.
-fn scrape(addr: &str) -> BTreeMap<String, f64> {
-    let (code, body) = http_get(addr, "/metrics").expect("GET /metrics");
-    assert_eq!(code, 200);
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-fn sum(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
-    series(metrics, name).map(|(_, v)| v).sum()
-}
-
-fn series<'a>(
-    metrics: &'a BTreeMap<String, f64>,
-    name: &'a str,
-) -> impl Iterator<Item = (&'a String, f64)> + 'a {
-    metrics
-        .iter()
-        .filter(move |(k, _)| k.split('{').next() == Some(name))
-        .map(|(k, v)| (k, *v))
 }
 
 #[test]

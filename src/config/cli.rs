@@ -287,6 +287,16 @@ pub struct RunArgs {
     /// Consistency level of the Cassandra sink's writes and progress reads.
     #[arg(long, env = "WEIR_CASSANDRA_CONSISTENCY", value_enum, ignore_case = true, default_value_t = WriteConsistency::LocalQuorum)]
     pub cassandra_consistency: WriteConsistency,
+    /// How long one Cassandra request may take before it counts as failed (and is retried):
+    /// a paused or unreachable node holds it this long.
+    #[arg(long, env = "WEIR_CASSANDRA_REQUEST_TIMEOUT", default_value = "12s", value_parser = duration)]
+    pub cassandra_request_timeout: Duration,
+    /// Retry failing sink writes (timeouts, unavailable or overloaded nodes, broken
+    /// connections) with backoff for this long, then stop with exit code 1 (a restart resumes
+    /// exactly); `off` retries for ever. Writes the store refuses stop at once.
+    #[arg(long, env = "WEIR_STORE_RETRY_TIMEOUT", default_value = "5m", value_parser = optional_duration)]
+    // Spelled out so that clap takes the parser's `Option` as the value, not as "optional".
+    pub store_retry_timeout: std::option::Option<Duration>,
     /// Test servers without system.peers (kassandra): skip schema agreement. Tests only.
     #[arg(long, env = "WEIR_CASSANDRA_TEST_SERVER", hide = true, value_parser = clap::builder::FalseyValueParser::new())]
     pub cassandra_test_server: bool,
@@ -331,6 +341,12 @@ pub struct RunArgs {
     /// Look for partitions added to the topic this often.
     #[arg(long, env = "WEIR_PARTITION_DISCOVERY", default_value = "10s", value_parser = duration)]
     pub partition_discovery: Duration,
+    /// Stop with exit code 1 when the source cannot read its partitions (the broker is down,
+    /// paused or not answering) for this long; `off` waits for ever. Until then Weir waits and
+    /// resumes by itself; a restart after the stop resumes exactly.
+    #[arg(long, env = "WEIR_SOURCE_STALL_TIMEOUT", default_value = "5m", value_parser = optional_duration)]
+    // Spelled out so that clap takes the parser's `Option` as the value, not as "optional".
+    pub source_stall_timeout: std::option::Option<Duration>,
     /// Give up connecting to Kafka or Cassandra after this long.
     #[arg(long, env = "WEIR_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub connect_timeout: Duration,
@@ -456,4 +472,12 @@ pub struct ProduceArgs {
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
     crate::spec::parse_duration(text)
+}
+
+/// A duration, or `off` for none.
+fn optional_duration(text: &str) -> std::result::Result<Option<Duration>, String> {
+    match text {
+        "off" => Ok(None),
+        _ => duration(text).map(Some),
+    }
 }

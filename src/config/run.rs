@@ -119,6 +119,8 @@ impl RunArgs {
             cassandra_max_in_flight_rows,
             cassandra_max_in_flight_bytes,
             cassandra_consistency,
+            cassandra_request_timeout,
+            store_retry_timeout,
             cassandra_test_server,
             sqlite,
             sink,
@@ -130,6 +132,7 @@ impl RunArgs {
             shutdown_timeout,
             connect_timeout,
             partition_discovery,
+            source_stall_timeout,
             quiet,
             reset_progress,
             backfill_from_retention,
@@ -225,7 +228,8 @@ impl RunArgs {
             max_in_flight_bytes: usize::try_from(*cassandra_max_in_flight_bytes)
                 .unwrap_or(usize::MAX),
             consistency: scylla_consistency(*cassandra_consistency),
-            max_attempts: 8,
+            retry_timeout: *store_retry_timeout,
+            request_timeout: *cassandra_request_timeout,
             timeout,
             test_server: *cassandra_test_server,
             tls: (*cassandra_tls || cassandra_tls_ca.is_some()).then(|| {
@@ -302,6 +306,7 @@ impl RunArgs {
                 print_windows: !*quiet,
                 reset_progress: *reset_progress,
                 backfill_from_retention: *backfill_from_retention,
+                source_stall_timeout: *source_stall_timeout,
             },
             metrics_addr,
         })

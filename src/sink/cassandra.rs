@@ -31,7 +31,7 @@
 //! **Failures.** A unit that fails transiently (a timeout, an unavailable or overloaded node,
 //! a broken connection: [`error_class`]) is retried with exponential backoff, holding its
 //! chain; a permanent failure (syntax, invalid query, authentication, authorization) or one
-//! still failing after `max_attempts` stops its dispatcher: the error goes to the engine's
+//! still failing after `--store-retry-timeout` stops its dispatcher: the error goes to the engine's
 //! [`FirstError`] (the run then stops with it), and the failed write and everything that
 //! dispatcher holds are never acknowledged, so no progress covers them and a restart replays
 //! them. Writes the other dispatcher acknowledges are durable, so that is no lie.
@@ -92,9 +92,11 @@ pub struct CassandraConfig {
     pub max_in_flight_bytes: usize,
     /// Consistency level of every statement.
     pub consistency: Consistency,
-    /// Attempts per statement before giving up.
-    pub max_attempts: u32,
-    /// Connect and request timeout.
+    /// How long a failing write is retried before the sink stops; `None`: for ever.
+    pub retry_timeout: Option<Duration>,
+    /// How long one request may take before it counts as failed.
+    pub request_timeout: Duration,
+    /// Connect timeout.
     pub timeout: Duration,
     /// Test servers without `system.peers` (kassandra): skip schema agreement and metadata.
     pub test_server: bool,
@@ -199,7 +201,7 @@ struct Writer {
     session: Arc<Session>,
     prepared: Arc<Vec<PreparedStatement>>,
     stats: Arc<Stats>,
-    max_attempts: u32,
+    retry_timeout: Option<Duration>,
 }
 
 impl Writer {
@@ -217,6 +219,7 @@ impl Writer {
             batch
         });
         let mut attempt = 0;
+        let mut failing_since: Option<std::time::Instant> = None;
         loop {
             attempt += 1;
             let result = match &batch {
@@ -228,11 +231,25 @@ impl Writer {
                 Some(batch) => self.session.batch(batch, rows).await.map(drop),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if attempt > 1 {
+                        self.stats.status.set_sink_retrying(None);
+                    }
+                    return Ok(());
+                }
                 Err(e)
-                    if attempt < self.max_attempts && error_class(&e) == ErrorClass::Transient =>
+                    if error_class(&e) == ErrorClass::Transient
+                        && self.retry_timeout.is_none_or(|limit| {
+                            failing_since
+                                .get_or_insert_with(std::time::Instant::now)
+                                .elapsed()
+                                < limit
+                        }) =>
                 {
                     self.stats.add_retry();
+                    self.stats
+                        .status
+                        .set_sink_retrying(Some(format!("cassandra (attempt {attempt}): {e}")));
                     let backoff =
                         Duration::from_millis(50 << attempt.min(7)).min(Duration::from_secs(5));
                     tracing::warn!(attempt, ?backoff, "cassandra write failed, retrying: {e}");
@@ -241,7 +258,10 @@ impl Writer {
                 Err(e) => {
                     let class = error_class(&e);
                     let what = match class {
-                        ErrorClass::Transient => format!("write failed after {attempt} attempts"),
+                        ErrorClass::Transient => format!(
+                            "writes failed for {} s ({attempt} attempts, --store-retry-timeout)",
+                            failing_since.map_or(0, |t| t.elapsed().as_secs())
+                        ),
                         ErrorClass::Permanent => "write refused".to_string(),
                     };
                     return Err(Error::Store {
@@ -432,11 +452,14 @@ impl CassandraStore {
             .enable_all()
             .build()
             .map_err(|e| Error::Sink(format!("cannot start the Cassandra client runtime: {e}")))?;
-        // Every statement at the configured consistency; the rest of the profile is the
+        // Every statement at the configured consistency, and `--cassandra-request-timeout`
+        // (12 s; the driver's 30 s would hold each attempt at a paused node for half a minute
+        // before Weir's own retry, which owns the time budget); the rest of the profile is the
         // driver's default (token-aware load balancing, its retry policy for idempotent
-        // statements, a 30 s request timeout).
+        // statements).
         let profile = ExecutionProfile::builder()
             .consistency(config.consistency)
+            .request_timeout(Some(config.request_timeout))
             .build();
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
@@ -598,7 +621,7 @@ impl Store for CassandraStore {
                 session: Arc::clone(&self.session),
                 prepared: Arc::clone(&prepared),
                 stats: Arc::clone(&self.stats),
-                max_attempts: self.config.max_attempts,
+                retry_timeout: self.config.retry_timeout,
             };
             self.runtime
                 .spawn(dispatch(receiver, writer, budget, failed.clone()));

@@ -39,6 +39,29 @@ fn sqlite_error(path: &Path, e: impl std::fmt::Display) -> Error {
     ))
 }
 
+/// A failed write, with what to do about it. The failed transaction is rolled back, so no
+/// progress record covers it and a restart writes it again.
+fn write_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => "the disk holding it is full: free space and restart",
+        Some(ErrorCode::ReadOnly) => {
+            "it cannot be written (a read-only file or filesystem): make it writable and restart"
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            "it cannot be opened for writing: check the file and its directory, and restart"
+        }
+        Some(ErrorCode::SystemIoFailure) => {
+            "the disk failed to write it: check the disk, and restart"
+        }
+        _ => "check --sqlite (a writable file path), and restart",
+    };
+    Error::Sink(format!(
+        "sqlite {}: {e}; {hint}: Weir resumes from the stored progress",
+        path.display()
+    ))
+}
+
 fn open(path: &Path) -> Result<Connection> {
     let connection = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
     // Several processes of one cluster may share the file: wait for each other's locks.
@@ -158,7 +181,7 @@ impl Store for SqliteStore {
                 // On an error the batch is not acknowledged: the sink keeps its capabilities,
                 // no progress covers it, and the runtime returns the error.
                 if let Err(e) = write_loop(connection, &inserts, &keys, receiver) {
-                    writer_failed.report(sqlite_error(&path, e));
+                    writer_failed.report(write_error(&path, e));
                 }
             })
             .map_err(|e| Error::Sink(format!("cannot start the sqlite writer thread: {e}")))?;
@@ -167,7 +190,7 @@ impl Store for SqliteStore {
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 if let Err(e) = checkpoint_loop(&checkpointer, &writer_stopped) {
-                    checkpoint_failed.report(sqlite_error(&path, e));
+                    checkpoint_failed.report(write_error(&path, e));
                 }
             })
             .map_err(|e| Error::Sink(format!("cannot start the sqlite checkpoint thread: {e}")))?;

@@ -68,13 +68,61 @@ impl KafkaConfig {
     }
 }
 
-/// Keeps the high watermarks that librdkafka's statistics report (for the lag metric) and the
+/// Keeps what librdkafka's statistics report once a second: the high watermarks (for the lag
+/// metric) and whether the assigned partitions can be read ([`stall_reason`]); and the
 /// client's last errors (quoted when connecting fails, e.g. a refused login).
 #[derive(Default)]
 pub struct WatermarkContext {
     topic: String,
     high: Arc<Mutex<HashMap<i32, i64>>>,
+    stalled: Arc<Mutex<Option<String>>>,
     errors: ClientErrors,
+}
+
+/// How long a partition's leader may send nothing before the partition counts as stalled. A
+/// broker that works answers a consumer's fetch at least every `fetch.wait.max.ms` (500 ms by
+/// default), so ten seconds of silence is a paused, blackholed or dying broker, not a quiet
+/// topic.
+pub const SILENT_BROKER: Duration = Duration::from_secs(10);
+
+/// Why the assigned partitions of `topic` cannot be read now, from one statistics report: no
+/// known leader, a leader whose connection is not up (down, connecting, or stuck in the
+/// handshake), or a leader that has not answered for [`SILENT_BROKER`]. `None` when every
+/// assigned partition's leader is up and answering.
+pub fn stall_reason(statistics: &Statistics, topic: &str) -> Option<String> {
+    let topic = statistics.topics.get(topic)?;
+    let mut assigned: Vec<_> = topic
+        .partitions
+        .values()
+        .filter(|p| p.partition >= 0 && p.desired)
+        .collect();
+    assigned.sort_by_key(|p| p.partition);
+    for p in assigned {
+        let partition = p.partition;
+        let Some(leader) = statistics
+            .brokers
+            .values()
+            .find(|b| b.nodeid == p.leader && p.leader >= 0)
+        else {
+            return Some(format!("partition {partition} has no known leader"));
+        };
+        if !matches!(leader.state.as_str(), "UP" | "UPDATE") {
+            return Some(format!(
+                "broker {} is {}",
+                leader.name,
+                leader.state.to_lowercase()
+            ));
+        }
+        let silent = Duration::from_micros(u64::try_from(leader.rxidle).unwrap_or(0));
+        if silent >= SILENT_BROKER {
+            return Some(format!(
+                "broker {} has not answered for {} s",
+                leader.name,
+                silent.as_secs()
+            ));
+        }
+    }
+    None
 }
 
 impl ClientContext for WatermarkContext {
@@ -83,6 +131,8 @@ impl ClientContext for WatermarkContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) =
+            stall_reason(&statistics, &self.topic);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -105,21 +155,34 @@ pub struct KafkaReader {
     /// Shared with the [`KafkaCommitter`] (the same consumer commits, on the same worker).
     consumer: Arc<BaseConsumer<WatermarkContext>>,
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Why the partitions cannot be read, as of the last statistics.
+    stalled: Arc<Mutex<Option<String>>>,
     /// Exclusive end per partition, for bounded runs.
     ends: HashMap<i32, i64>,
     /// Next offset to read per assigned partition.
     positions: HashMap<i32, i64>,
+    /// How long a metadata request may take: the connect timeout until the first answer,
+    /// then [`DISCOVERY_TIMEOUT`] (the worker waits for it).
+    metadata_timeout: Duration,
 }
+
+/// The longest a partition discovery may hold its worker once the broker has answered: a
+/// broker that answers at all answers a metadata request in milliseconds, and while it does
+/// not, the worker should go on serving the client's statistics and its other operators.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl KafkaReader {
     /// Connects, and checks that the topic exists.
     pub fn connect(config: KafkaConfig) -> Result<Self> {
         let high_watermarks: Arc<Mutex<HashMap<i32, i64>>> = Arc::default();
+        let stalled: Arc<Mutex<Option<String>>> = Arc::default();
         let context = WatermarkContext {
             topic: config.topic.clone(),
             high: Arc::clone(&high_watermarks),
+            stalled: Arc::clone(&stalled),
             errors: ClientErrors::default(),
         };
+        let config_timeout = config.timeout;
         let consumer: BaseConsumer<WatermarkContext> = config
             .client_config()
             .create_with_context(context)
@@ -134,8 +197,10 @@ impl KafkaReader {
             config,
             consumer: Arc::new(consumer),
             high_watermarks,
+            stalled,
             ends: HashMap::new(),
             positions: HashMap::new(),
+            metadata_timeout: config_timeout,
         };
         let partitions = reader.partitions()?;
         if partitions.is_empty() {
@@ -229,7 +294,7 @@ impl Reader for KafkaReader {
     fn partitions(&mut self) -> Result<Vec<i32>> {
         let metadata = self
             .consumer
-            .fetch_metadata(Some(&self.config.topic), self.config.timeout)
+            .fetch_metadata(Some(&self.config.topic), self.metadata_timeout)
             .map_err(|e| {
                 self.serve_error_events();
                 Error::Kafka(format!(
@@ -248,11 +313,15 @@ impl Reader for KafkaReader {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         partitions.sort_unstable();
+        self.metadata_timeout = self.config.timeout.min(DISCOVERY_TIMEOUT);
         Ok(partitions)
     }
 
+    /// All or nothing: on an error (a broker outage) nothing is assigned, and the same
+    /// partitions can be assigned again later.
     fn assign(&mut self, partitions: &[(i32, StartAt)]) -> Result<Vec<(i32, i64)>> {
         let mut positions = Vec::new();
+        let mut ends = Vec::new();
         let mut added = TopicPartitionList::new();
         for (partition, start) in partitions {
             let offset = self.start_offset(*partition, start)?;
@@ -261,14 +330,13 @@ impl Reader for KafkaReader {
                     .consumer
                     .fetch_watermarks(&self.config.topic, *partition, self.config.timeout)
                     .map_err(|e| Error::Kafka(format!("{}/{partition}: {e}", self.config.topic)))?;
-                self.ends.insert(*partition, high);
+                ends.push((*partition, high));
             } else if let Some(end) = self.config.until_offset {
-                self.ends.insert(*partition, end);
+                ends.push((*partition, end));
             }
             added
                 .add_partition_offset(&self.config.topic, *partition, Offset::Offset(offset))
                 .map_err(|e| Error::Kafka(e.to_string()))?;
-            self.positions.insert(*partition, offset);
             positions.push((*partition, offset));
         }
         // Incremental: partitions already assigned keep their positions.
@@ -278,6 +346,8 @@ impl Reader for KafkaReader {
                 self.config.topic
             ))
         })?;
+        self.ends.extend(ends);
+        self.positions.extend(positions.iter().copied());
         Ok(positions)
     }
 
@@ -335,6 +405,18 @@ impl Reader for KafkaReader {
             .unwrap_or_else(|e| e.into_inner())
             .get(&partition)
             .copied()
+    }
+
+    fn stalled(&self) -> Option<String> {
+        let reason = self
+            .stalled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(format!(
+            "{reason}{}",
+            self.consumer.context().errors.explain_or("")
+        ))
     }
 
     fn kind(&self) -> &'static str {

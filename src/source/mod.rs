@@ -116,6 +116,11 @@ pub trait Reader {
     fn high_watermark(&self, _partition: i32) -> Option<i64> {
         None
     }
+    /// Why the assigned partitions cannot be read now (the broker is down, paused, or not
+    /// answering), or `None` when they can. Cheap: it reads what the client last reported.
+    fn stalled(&self) -> Option<String> {
+        None
+    }
     /// Short name for logs.
     fn kind(&self) -> &'static str;
 }
@@ -188,6 +193,9 @@ pub struct SourceParts {
     pub flow: FlowControl,
     /// Where a reader error goes.
     pub failed: FirstError,
+    /// How long the partitions may stay unreadable ([`Reader::stalled`]) before the source
+    /// stops with an error; `None` waits for the broker for ever.
+    pub stall_timeout: Option<Duration>,
 }
 
 /// The source's streams.
@@ -262,6 +270,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         discovery_interval,
         flow,
         failed,
+        stall_timeout,
     } = parts;
     let (worker, peers) = (scope.index(), scope.peers());
     // Announcements of new partitions to their owners, one millisecond later.
@@ -300,6 +309,9 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         let mut recent_rejects: Vec<RejectEvent> = Vec::new();
         let mut published: Option<Instant> = None;
         let mut halted = false;
+        // Since when, and why, the partitions cannot be read (see `Reader::stalled`).
+        let mut stalled_since: Option<Instant> = None;
+        let mut discovery_failed: Option<String> = None;
         move |_frontiers| {
             // Partitions announced to this worker: a capability to read them with.
             let mut offered: Option<Vec<Capability<u64>>> = None;
@@ -325,18 +337,30 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
             };
 
             // Assign new partitions: all of them at start, later ones as the topic grows.
+            // No discovery while the broker is known to be away: nothing new can be found,
+            // and the request would only hold the worker.
             let discover = match (last_discovery, discovery_interval) {
                 (None, _) => true,
-                (Some(at), Some(every)) => at.elapsed() >= every,
+                (Some(at), Some(every)) => at.elapsed() >= every && reader.stalled().is_none(),
                 (Some(_), None) => false,
             };
             if discover {
+                let first = last_discovery.is_none();
                 last_discovery = Some(Instant::now());
                 let found = match reader.partitions() {
-                    Ok(found) => found,
-                    Err(e) => {
+                    Ok(found) => {
+                        discovery_failed = None;
+                        found
+                    }
+                    Err(e) if first => {
                         halted = fail(e);
                         return;
+                    }
+                    // A broker outage while running: the assigned partitions are read on when
+                    // it is back, and new ones found then. Meanwhile the source is stalled.
+                    Err(e) => {
+                        discovery_failed = Some(e.to_string());
+                        readings.keys().copied().collect()
                     }
                 };
                 let current = *caps[0].time();
@@ -357,9 +381,15 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                 if !new.is_empty() {
                     let positions = match reader.assign(&new) {
                         Ok(positions) => positions,
-                        Err(e) => {
+                        Err(e) if first => {
                             halted = fail(e);
                             return;
+                        }
+                        Err(e) => {
+                            // Assigned at the next discovery (`assign` changes nothing when
+                            // it fails).
+                            discovery_failed = Some(e.to_string());
+                            Vec::new()
                         }
                     };
                     let names: Vec<i32> = positions.iter().map(|(p, _)| *p).collect();
@@ -484,6 +514,36 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                 }
             }
 
+            // A stalled source waits for the broker, within `stall_timeout`. Its partitions
+            // are not idle meanwhile: their silence says nothing about their data.
+            let stall = reader.stalled().or_else(|| discovery_failed.clone());
+            match (&stall, stalled_since) {
+                (None, Some(_)) => {
+                    stalled_since = None;
+                    tracing::info!(worker, "source resumed: its partitions can be read again");
+                }
+                (Some(reason), None) => {
+                    stalled_since = Some(Instant::now());
+                    tracing::warn!(worker, reason = %reason, "source stalled: its partitions cannot be read; waiting for the broker");
+                }
+                (Some(reason), Some(since)) => {
+                    if stall_timeout.is_some_and(|limit| since.elapsed() > limit) {
+                        halted = fail(crate::error::Error::Kafka(format!(
+                            "the partitions of {} could not be read for {} s ({reason}); stopping (--source-stall-timeout); fix the brokers and restart: Weir resumes from the stored progress",
+                            spec.topic,
+                            since.elapsed().as_secs()
+                        )));
+                    }
+                }
+                (None, None) => {}
+            }
+            if stall.is_some() {
+                let now = Instant::now();
+                for reading in readings.values_mut() {
+                    reading.last_message = now;
+                }
+            }
+
             for (p, reading) in readings.iter_mut() {
                 if !reading.finished && reader.finished(*p) {
                     reading.finished = true;
@@ -504,7 +564,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
             }
             if published.is_none_or(|at| at.elapsed() >= PUBLISH_EVERY) {
                 published = Some(Instant::now());
-                publish(&stats, worker, &readings, reader.as_ref());
+                publish(&stats, worker, &readings, reader.as_ref(), stall.as_deref());
             }
             if halted {
                 return;
@@ -515,7 +575,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
             match low {
                 None => {
                     tracing::info!(worker, "input ended");
-                    publish(&stats, worker, &readings, reader.as_ref());
+                    publish(&stats, worker, &readings, reader.as_ref(), None);
                     capabilities = None;
                 }
                 Some(low) => {
@@ -543,8 +603,14 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
     }
 }
 
-/// Publishes the partitions' positions, ends and lag to the metrics and the status page.
-fn publish(stats: &Stats, worker: usize, readings: &BTreeMap<i32, Reading>, reader: &dyn Reader) {
+/// Publishes the partitions' positions, ends, lag and stall to the metrics and the status page.
+fn publish(
+    stats: &Stats,
+    worker: usize,
+    readings: &BTreeMap<i32, Reading>,
+    reader: &dyn Reader,
+    stall: Option<&str>,
+) {
     let metrics = &stats.metrics;
     let mut partitions = Vec::new();
     for (partition, reading) in readings {
@@ -566,6 +632,11 @@ fn publish(stats: &Stats, worker: usize, readings: &BTreeMap<i32, Reading>, read
             .backfill_remaining
             .get_or_create(&labels)
             .set(backfill_until.map_or(0, |r| r - reading.next_offset));
+        let stalled = stall.filter(|_| !reading.finished).map(str::to_string);
+        metrics
+            .source_stalled
+            .get_or_create(&labels)
+            .set(i64::from(stalled.is_some()));
         if let (Some(h), Some(l)) = (high_watermark, lag) {
             metrics.high_watermark.get_or_create(&labels).set(h);
             metrics.consumer_lag.get_or_create(&labels).set(l);
@@ -580,6 +651,7 @@ fn publish(stats: &Stats, worker: usize, readings: &BTreeMap<i32, Reading>, read
             records: metrics.records_read.get_or_create(&labels).get(),
             finished: reading.finished,
             backfill_until,
+            stalled,
         });
     }
     stats.status.set_partitions(worker, partitions);
@@ -674,6 +746,7 @@ mod tests {
             discovery_interval: Some(Duration::ZERO),
             flow,
             failed: FirstError::default(),
+            stall_timeout: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub fn settings() -> Settings {
         print_windows: false,
         reset_progress: false,
         backfill_from_retention: false,
+        source_stall_timeout: None,
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub mod in_process;
 mod oracle;
+pub mod servers;
 pub use oracle::oracle;
 
 use weir::schema::Value;
@@ -410,6 +411,54 @@ pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, St
     }
 }
 
+/// Sends a signal to a child process.
+pub fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+/// A plain HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).ok()?;
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// Prometheus text format -> series (name with labels) -> value.
+pub fn scrape(addr: &str) -> BTreeMap<String, f64> {
+    let (code, body) = http_get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of every series of metric `name`.
+pub fn sum(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
+    series(metrics, name).map(|(_, v)| v).sum()
+}
+
+/// The series of metric `name` (any labels) and their values.
+pub fn series<'a>(
+    metrics: &'a BTreeMap<String, f64>,
+    name: &'a str,
+) -> impl Iterator<Item = (&'a String, f64)> + 'a {
+    metrics
+        .iter()
+        .filter(move |(k, _)| k.split('{').next() == Some(name))
+        .map(|(k, v)| (k, *v))
+}
+
 /// Creates a topic on the test broker and produces the data set into it, partition by
 /// partition, checking that the broker assigned the data set's offsets.
 pub fn produce(topic: &str, data: &Dataset) {
@@ -417,15 +466,20 @@ pub fn produce(topic: &str, data: &Dataset) {
 }
 
 fn produce_with(topic: &str, data: &Dataset, create: bool) {
+    produce_to(&kafka_addr(), topic, data, create)
+}
+
+/// Produces `data` to `topic` on `brokers` (creating the topic first when `create`), checking
+/// that the broker's offsets are the data set's.
+pub fn produce_to(brokers: &str, topic: &str, data: &Dataset, create: bool) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::ClientConfig;
-    let brokers = kafka_addr();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &brokers)
+            .set("bootstrap.servers", brokers)
             .set("broker.address.family", "v4");
         if create {
             let admin: AdminClient<_> = config.create().unwrap();
