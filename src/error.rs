@@ -58,6 +58,12 @@ pub enum Error {
     /// Timely could not start the cluster.
     #[error("cluster: {0}; check --hostfile, -n and -p (every process needs the same hostfile and its own -p)")]
     Cluster(String),
+    /// Another process of the cluster went away (it died, or its connection broke) or did not
+    /// reach its safe point in time.
+    #[error(
+        "cluster: {0}; stopping: restart every process (Weir resumes from the stored progress)"
+    )]
+    PeerLost(String),
 }
 
 impl Error {

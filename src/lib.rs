@@ -37,7 +37,7 @@
 //! | [`security`] | Kafka SASL/TLS flags -> librdkafka settings; secrets and their redaction |
 //! | [`producer`] | `weir produce`: randomuser.me API, generator or file -> formatted users -> Kafka |
 //! | [`runtime`] | [`runtime::run`]: the engine, started with its input, store and shutdown as values |
-//! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz` |
+//! | [`http`] | serves `/` (status page), `/api/status`, `/metrics`, `/healthz`, `/readyz` |
 //! | [`config`] | command line (clap) and the resolved run configuration |
 //! | [`app`] | a resolved run configuration -> the engine's values, and run |
 #![deny(missing_docs)]

@@ -112,6 +112,32 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    quiet_cluster_panics();
+}
+
+/// When a connection to another process of the cluster breaks (it stopped or died), timely's
+/// network threads panic, and then every worker touching the queues they shared panics
+/// ("poisoned"). The runtime turns that into one error line; these panics become a warning
+/// line and a debug line instead of a screen of backtraces. Every other panic (a bug) is
+/// printed as Rust prints it.
+fn quiet_cluster_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("");
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        if message.starts_with("timely communication error") {
+            tracing::warn!(thread, "{message}");
+        } else if message.contains("poisoned") && thread.starts_with("timely:") {
+            tracing::debug!(thread, "{message}");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 fn check(files: &[std::path::PathBuf], against: Option<&str>, keyspace: &str) -> ExitCode {

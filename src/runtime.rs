@@ -26,7 +26,7 @@
 //! emitted. An error reported to the
 //! [`FirstError`] makes every worker return it at once, also without stepping again.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use timely::dataflow::ProbeHandle;
 use crate::error::{Error, FirstError, Result};
 use crate::fingerprint::Definition;
 use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
+use crate::operators::control::Control;
 use crate::operators::flow::FlowControl;
 use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSettings};
 use crate::resume::Plan;
@@ -190,8 +191,6 @@ pub fn run(engine: Engine) -> Result<Summary> {
         definition: (definition.fingerprint(), definition.to_json()),
         source_id,
         shutdown,
-        parked: AtomicUsize::new(0),
-        local_workers: cluster.workers,
         failed: failed.clone(),
         settings,
     });
@@ -207,6 +206,13 @@ pub fn run(engine: Engine) -> Result<Summary> {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
+                    // Timely's network threads poison the queues they share with the workers
+                    // when a connection to another process breaks.
+                    if what.contains("poisoned") {
+                        return Err(Error::PeerLost(
+                            "the connection to another process broke (it stopped or died)".into(),
+                        ));
+                    }
                     Err(Error::Cluster(format!("a worker panicked: {what}")))
                 });
         // Timely would go on stepping a dataflow that has not completed (sources that stopped
@@ -404,8 +410,6 @@ struct Shared {
     epoch: i64,
     shutdown: Arc<AtomicBool>,
     /// Workers of this process that reached a safe point after their final progress.
-    parked: AtomicUsize,
-    local_workers: usize,
     failed: FirstError,
     settings: Settings,
 }
@@ -453,6 +457,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
         settings.max_in_flight,
     );
     let (events, progress_events) = mpsc::channel();
+    // Built first on every worker, so that its dataflow has the same identity everywhere.
+    let mut control = Control::new(worker);
     worker.dataflow::<u64, _, _>(|scope| {
         let parts = SourceParts {
             spec: shared.spec.clone(),
@@ -542,6 +548,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
             published = Some(Instant::now());
             publish_frontiers(shared, index, &source_probe, &durable_probe);
         }
+        // A stop requested in any process reaches every worker of the cluster.
+        if shared.shutdown.load(Ordering::Relaxed) {
+            control.stop();
+        }
+        if control.stop_requested() && !shared.shutdown.load(Ordering::Relaxed) {
+            tracing::info!(worker = index, "another process is stopping: stopping too");
+            shared.shutdown.store(true, Ordering::Relaxed);
+        }
         if shared.shutdown.load(Ordering::Relaxed) && !stopping {
             stopping = true;
             tracing::info!(
@@ -555,21 +569,33 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
         }
     }
     publish_frontiers(shared, index, &source_probe, &durable_probe);
-    if !stopping {
-        return Ok(false);
-    }
     // Keep stepping (peers may need this worker to close their windows) until every worker of
-    // this process has written its final progress; then return without stepping again.
-    shared.parked.fetch_add(1, Ordering::AcqRel);
-    tracing::info!(worker = index, "stopped at a safe point");
-    while shared.parked.load(Ordering::Acquire) < shared.local_workers {
+    // the cluster has written its final progress; then return without stepping again. No
+    // process leaves while another still needs it.
+    control.finished();
+    if stopping {
+        tracing::info!(worker = index, "stopped at a safe point");
+    }
+    let deadline = Instant::now() + settings.shutdown_timeout + PEER_FINISH_GRACE;
+    while !control.all_finished() {
         worker.step_or_park(Some(Duration::from_millis(5)));
         if shared.failed.is_set() {
             return Err(stopped_by_error());
         }
+        if Instant::now() > deadline {
+            shared.failed.report(Error::PeerLost(format!(
+                "another process did not reach its safe point within {:?} of this one",
+                settings.shutdown_timeout + PEER_FINISH_GRACE
+            )));
+            return Err(stopped_by_error());
+        }
     }
-    Ok(true)
+    Ok(stopping)
 }
+
+/// How much longer than `--shutdown-timeout` a worker that has written its final progress
+/// waits for the other workers of the cluster to write theirs.
+const PEER_FINISH_GRACE: Duration = Duration::from_secs(30);
 
 /// What a worker returns when an error reported to the [`FirstError`] stops it (`run` returns
 /// the reported error itself).

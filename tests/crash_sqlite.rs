@@ -96,23 +96,17 @@ fn sigterm_stops_cleanly_and_a_restart_completes_exactly() {
 /// partition where the last durable progress left it, whoever owned it before.
 #[test]
 fn rescaling_between_runs_stopped_mid_stream_leaves_the_oracle_tables() {
-    let g = generator(23, 4, 40_000, 2500.0);
-    let dir = temp_dir("rescale");
-    let dataflow = small_windows_dataflow(&dir);
-    let spec = spec(dataflow.to_str().unwrap());
-    let expected = oracle(&spec, &generated(&g));
-    let db = dir.join("weir.db");
-    let mut base = generator_args(&g);
-    base.extend(["--dataflow".into(), dataflow.display().to_string()]);
-    base.extend(["--sqlite".into(), db.display().to_string()]);
-    base.extend(["--progress-interval".into(), "20ms".into()]);
+    let (
+        SqliteRun {
+            spec,
+            expected,
+            db,
+            args: base,
+        },
+        dir,
+    ) = sqlite_run_of_any_shape("rescale", &generator(23, 4, 40_000, 2500.0));
     let rows = &spec.tables.rows;
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = hostfile(&dir);
     let start = |shape: &[&str]| -> Child {
         let mut cmd = weir();
         cmd.args(&base)
@@ -175,5 +169,95 @@ fn rescaling_between_runs_stopped_mid_stream_leaves_the_oracle_tables() {
         &expected,
         &read_sqlite(&db, &spec),
         "after -w 1, -w 4, 2 processes x -w 2 and -w 2",
+    );
+}
+
+/// A cluster of 2 processes x `-w 2` stops as one: SIGTERM to one process stops both at a
+/// safe point (each writes its final progress and exits 0); a process that dies makes the
+/// other exit 1 within a bound, with one line; a restart of both resumes exactly.
+#[test]
+fn a_cluster_stops_as_one_and_a_dead_process_stops_the_other_with_exit_1() {
+    let (
+        SqliteRun {
+            spec,
+            expected,
+            db,
+            args: base,
+        },
+        dir,
+    ) = sqlite_run_of_any_shape("cluster_stop", &generator(24, 4, 30_000, 2500.0));
+    let rows = &spec.tables.rows;
+    // Both processes of a fresh cluster (new ports each time), stderr piped.
+    let start = || -> Vec<Child> {
+        let hostfile = hostfile(&dir);
+        (0..2)
+            .map(|p| {
+                let mut cmd = weir();
+                cmd.args(&base)
+                    .args(["-w", "2", "-n", "2", "-p", &p.to_string(), "--hostfile"])
+                    .arg(&hostfile)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect()
+    };
+    let wait_rows = |at_least: usize| {
+        wait_until(Duration::from_secs(120), "rows written", || {
+            std::thread::sleep(Duration::from_millis(20));
+            count_sqlite_rows(&db, rows) >= at_least
+        });
+    };
+
+    // SIGTERM to process 1 only: both stop cleanly.
+    let mut cluster = start();
+    wait_rows(2_000);
+    signal(&cluster[1], libc::SIGTERM);
+    let second = cluster.pop().unwrap();
+    let first = cluster.pop().unwrap();
+    for (p, child) in [(0, first), (1, second)] {
+        let (status, _, stderr) = wait_output(child, Duration::from_secs(60));
+        assert!(status.success(), "process {p}: {status}\n{stderr}");
+        assert!(stderr.contains("stopped cleanly"), "process {p}: {stderr}");
+    }
+    let written = count_sqlite_rows(&db, rows);
+    assert!(written < expected[rows].len(), "stopped mid-stream");
+
+    // Process 0 killed: process 1 stops within the bound with exit 1 and one line.
+    let mut cluster = start();
+    wait_rows(written + 2_000);
+    signal(&cluster[0], libc::SIGKILL);
+    let survivor = cluster.pop().unwrap();
+    let (status, _, stderr) = wait_output(survivor, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "the survivor exits 1: {stderr}");
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.starts_with("weir: cluster:") && last.contains("restart every process"),
+        "one line says a process went away and what to do: {last:?}"
+    );
+    assert!(
+        !stderr.contains("stack backtrace"),
+        "no backtraces: {stderr}"
+    );
+    for mut child in cluster {
+        let _ = child.wait();
+    }
+
+    // A restart of both resumes exactly, to the end of the input.
+    for (p, child) in start().into_iter().enumerate() {
+        let (status, _, stderr) = wait_output(child, Duration::from_secs(300));
+        assert!(
+            status.success(),
+            "the last run, process {p}: {status}\n{stderr}"
+        );
+    }
+    assert_tables_eq(
+        &expected,
+        &read_sqlite(&db, &spec),
+        "after a cluster stop, a dead process and a restart",
     );
 }

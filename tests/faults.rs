@@ -5,8 +5,14 @@
 //! answers and `/readyz` says not ready. Past `--source-stall-timeout` it stops with exit
 //! code 1 and one line, and a restart resumes. The final tables equal the oracle's.
 //!
-//! Each test runs its own tansu behind its own fault proxy (the broker advertises the proxy,
-//! so Weir's and the producer's connections all go through it).
+//! The store: a CQL server slowed to 50 ms a write, its connections reset, paused for 30 s
+//! and blackholed, while Weir writes to it; writes are retried within `--store-retry-timeout`,
+//! `/readyz` says `sink retrying`, and the rows waiting for the store stay bounded by
+//! `--max-in-flight`; past the budget, exit 1 and one line. SQLite on a full disk and on a
+//! read-only filesystem: exit 1, one line; a restart after the fix ends exact.
+//!
+//! Each test runs its own servers (tansu, the CQL server) behind its own fault proxy (the
+//! broker advertises the proxy, so Weir's and the producer's connections all go through it).
 
 mod common;
 
@@ -14,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::servers::{repeatedly, Broker};
+use common::servers::{repeatedly, Broker, CqlServer};
 use common::*;
 
 /// Where Weir writes.
@@ -58,15 +64,25 @@ struct Weir {
 
 impl Weir {
     fn start(broker: &Broker, topic: &str, sink: &Sink, dir: &Path, extra: &[&str]) -> Weir {
+        let mut args: Vec<String> = ["--brokers", &broker.addr(), "--topic", topic]
+            .iter()
+            .chain(&["--kafka-config", "broker.address.family=v4"])
+            .chain(&["--partition-discovery", "2s"])
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(sink.args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Weir::spawn(&args, dir)
+    }
+
+    /// `weir` with `args`, at `-w 2`, progress every 50 ms.
+    fn spawn(args: &[String], dir: &Path) -> Weir {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = dir.join(format!("weir-{}.log", unique("run")));
         let mut cmd = weir();
-        cmd.args(["--brokers", &broker.addr(), "--topic", topic])
-            .args(["--kafka-config", "broker.address.family=v4"])
-            .args(["-w", "2", "--metrics-addr", &addr])
-            .args(["--progress-interval", "50ms", "--partition-discovery", "2s"])
-            .args(sink.args())
-            .args(extra)
+        cmd.args(["-w", "2", "--metrics-addr", &addr])
+            .args(["--progress-interval", "50ms"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("a log file"));
         let child = cmd.spawn().expect("start weir");
@@ -385,5 +401,122 @@ fn sqlite_on_a_full_disk_or_a_read_only_filesystem_stops_with_one_line_and_a_res
         &expected,
         &read_sqlite(&db, &spec),
         "after a full disk and a read-only filesystem",
+    );
+}
+
+/// The most rows the store tests let wait for the store (`--max-in-flight`).
+const MAX_IN_FLIGHT: usize = 5_000;
+
+/// Waits until `weir` is retrying writes, checking meanwhile that the rows waiting for the
+/// store stay bounded (the source pauses at `--max-in-flight`).
+fn wait_retrying(weir: &mut Weir, what: &str) {
+    let mut most = 0.0f64;
+    wait_until(Duration::from_secs(60), what, || {
+        weir.assert_running();
+        std::thread::sleep(Duration::from_millis(200));
+        most = most.max(sum(&scrape(&weir.addr), "weir_write_rows_in_flight"));
+        assert!(
+            most <= 2.0 * MAX_IN_FLIGHT as f64,
+            "{most} rows in flight: the source must pause at --max-in-flight {MAX_IN_FLIGHT}"
+        );
+        http_get(&weir.addr, "/readyz")
+            .is_some_and(|(code, body)| code == 503 && body.contains("sink retrying"))
+            && http_get(&weir.addr, "/healthz").is_some_and(|(code, _)| code == 200)
+    });
+}
+
+#[test]
+fn store_paused_reset_blackholed_and_slowed_loses_and_repeats_nothing() {
+    let dir = temp_dir("faults_store");
+    let cql = CqlServer::start(&dir.join("cql"));
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().expect("a UTF-8 path"));
+    let g = generator(44, 4, 100_000, 1_000.0);
+    let expected = oracle(&spec, &generated(&g));
+    assert_interesting(&expected, &spec);
+    let args = |g: &weir::source::generator::GeneratorConfig, keyspace: &str, extra: &[&str]| {
+        let mut args = generator_args(g);
+        args.extend(
+            ["--dataflow", dataflow.to_str().expect("a UTF-8 path")]
+                .iter()
+                .chain(&["--cassandra", &cql.proxy.addr, "--keyspace", keyspace])
+                .chain(&["--cassandra-test-server", "--max-in-flight", "5000"])
+                .chain(extra)
+                .map(|s| s.to_string()),
+        );
+        args
+    };
+    let rows_written = |weir: &Weir| sum(&scrape(&weir.addr), "weir_rows_written_total");
+
+    let keyspace = unique("ks");
+    let mut weir = Weir::spawn(&args(&g, &keyspace, &[]), &dir);
+    wait_until(Duration::from_secs(60), "rows written", || {
+        std::thread::sleep(Duration::from_millis(100));
+        rows_written(&weir) > 0.0
+    });
+    // 1. Every write slowed to 50 ms.
+    cql.proxy.set("latency 50");
+    let before = rows_written(&weir);
+    std::thread::sleep(Duration::from_secs(10));
+    weir.assert_running();
+    assert!(rows_written(&weir) > before, "slow writes still progress");
+    cql.proxy.set("pass");
+    // 2. Every connection reset every 2 s.
+    repeatedly(Duration::from_secs(10), Duration::from_secs(2), || {
+        cql.proxy.set("reset")
+    });
+    // 3. The store paused for 30 s: requests time out and are retried.
+    let paused = Instant::now();
+    cql.pause();
+    wait_retrying(&mut weir, "retrying while the store is paused");
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(paused.elapsed()));
+    cql.resume();
+    weir.wait_ready("ready after the pause");
+    // 4. A 20 s blackhole.
+    let holed = Instant::now();
+    cql.proxy.set("blackhole");
+    wait_retrying(&mut weir, "retrying while the store is blackholed");
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(holed.elapsed()));
+    cql.proxy.set("pass");
+    let status = weir.wait_exit(Duration::from_secs(300));
+    assert!(status.success(), "{status}\n{}", weir.stderr());
+    assert_tables_eq(
+        &expected,
+        &read_cassandra(&cql.addr, &keyspace, &spec),
+        "store paused, reset, blackholed and slowed",
+    );
+
+    // 5. Past the retry budget: exit 1 with one line, and a restart resumes exactly.
+    let g = generator(45, 4, 20_000, 2_000.0);
+    let expected = oracle(&spec, &generated(&g));
+    let keyspace = unique("ks");
+    let bounded = [
+        "--store-retry-timeout",
+        "3s",
+        "--cassandra-request-timeout",
+        "1s",
+    ];
+    let mut weir = Weir::spawn(&args(&g, &keyspace, &bounded), &dir);
+    wait_until(Duration::from_secs(60), "rows written", || {
+        std::thread::sleep(Duration::from_millis(100));
+        rows_written(&weir) > 0.0
+    });
+    cql.proxy.set("blackhole");
+    let status = weir.wait_exit(Duration::from_secs(60));
+    cql.proxy.set("pass");
+    assert_eq!(status.code(), Some(1), "past the retry budget: exit 1");
+    let stderr = weir.stderr();
+    let line = last_line(&stderr);
+    assert!(
+        line.contains("writes failed for") && line.contains("--store-retry-timeout"),
+        "one line names the failing writes and the flag: {line:?}"
+    );
+    let mut weir = Weir::spawn(&args(&g, &keyspace, &[]), &dir);
+    let status = weir.wait_exit(Duration::from_secs(300));
+    assert!(status.success(), "{status}\n{}", weir.stderr());
+    assert_tables_eq(
+        &expected,
+        &read_cassandra(&cql.addr, &keyspace, &spec),
+        "after the retry budget ran out and a restart",
     );
 }

@@ -719,3 +719,35 @@ pub fn sqlite_run(name: &str, g: &GeneratorConfig) -> SqliteRun {
         args,
     }
 }
+
+/// A [`SqliteRun`] whose arguments name no shape (no `-w`), with progress every 20 ms, for
+/// tests that change the shape between runs; and its directory.
+pub fn sqlite_run_of_any_shape(name: &str, g: &GeneratorConfig) -> (SqliteRun, PathBuf) {
+    let dir = temp_dir(name);
+    let dataflow = small_windows_dataflow(&dir);
+    let spec = spec(dataflow.to_str().unwrap());
+    let expected = oracle(&spec, &generated(g));
+    let db = dir.join("weir.db");
+    let mut args = generator_args(g);
+    args.extend(["--dataflow".into(), dataflow.display().to_string()]);
+    args.extend(["--sqlite".into(), db.display().to_string()]);
+    args.extend(["--progress-interval".into(), "20ms".into()]);
+    let run = SqliteRun {
+        spec,
+        expected,
+        db,
+        args,
+    };
+    (run, dir)
+}
+
+/// A fresh hostfile in `dir` for a cluster of 2 processes on free loopback ports.
+pub fn hostfile(dir: &Path) -> PathBuf {
+    let path = dir.join(format!("{}.txt", unique("hosts")));
+    std::fs::write(
+        &path,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    path
+}

@@ -192,3 +192,59 @@ pub fn repeatedly(total: Duration, every: Duration, mut each: impl FnMut()) {
         std::thread::sleep(every);
     }
 }
+
+/// testbed's CQL server (in memory: a restart would be an empty store, so store outages are
+/// pauses and proxy faults), behind a [`FaultProxy`].
+pub struct CqlServer {
+    child: Child,
+    /// The server itself (for reading the tables back).
+    pub addr: String,
+    /// The proxy Weir writes through.
+    pub proxy: FaultProxy,
+}
+
+impl CqlServer {
+    /// A fresh server; its port file goes in `dir`.
+    pub fn start(dir: &Path) -> CqlServer {
+        std::fs::create_dir_all(dir).expect("the server's directory");
+        let port_file = dir.join("port");
+        let child = Command::new(binary("WEIR_TEST_TESTBED", "cql-server"))
+            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .arg(&port_file)
+            .env("RUST_LIB_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cql-server");
+        let mut port = String::new();
+        wait_until(
+            Duration::from_secs(30),
+            "cql-server writes its port",
+            || {
+                port = std::fs::read_to_string(&port_file).unwrap_or_default();
+                !port.trim().is_empty()
+            },
+        );
+        let addr = format!("127.0.0.1:{}", port.trim());
+        let proxy = FaultProxy::start(free_port(), &addr);
+        CqlServer { child, addr, proxy }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&self) {
+        signal(&self.child, libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        signal(&self.child, libc::SIGCONT);
+    }
+}
+
+impl Drop for CqlServer {
+    fn drop(&mut self) {
+        let _ = unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
