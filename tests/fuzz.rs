@@ -24,6 +24,10 @@
 //! without that key (the same record); its dead-letter and late rows still keep the real
 //! payload. In a field the dataflow reads, each of the three is a dead letter.
 //!
+//! Also, through the real broker: Kafka keys and headers of every shape and null values
+//! (tombstones), which the record path does not read (only the value, a null one being an
+//! empty payload).
+//!
 //! Two dataflows: `users_created` (event time from `created_at`, which mutations can move), and
 //! the same timed by the Kafka timestamp (more records reach the windows). `bash
 //! scripts/test.sh` runs the default 100,000 messages through each (about a minute in a debug
@@ -494,5 +498,131 @@ fn fuzz(spec: weir::spec::DataflowSpec, seed: u64) {
         spec.name,
         read - dead - late,
         slowest.0
+    );
+}
+
+/// Kafka framing the record path never reads, through the real broker and client: keys of
+/// every shape (none, empty, binary, 10 KiB), headers of every shape (none, many, binary,
+/// null values, one key twice), and null values (tombstones). Only the value is read, and a
+/// null value is an empty payload (`malformed`), so the tables equal the oracle's over the
+/// values alone.
+#[test]
+fn kafka_keys_headers_and_null_values_of_every_shape_change_nothing() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+
+    let spec = common::spec("dataflows/users_created.toml");
+    let mut data = common::generated(&common::generator(51, 4, 4_000, 0.0));
+    let mut rng = fastrand::Rng::with_seed(51);
+    let topic = common::unique("framing");
+    // A null value for one message in 25 (its payload, for the oracle, is empty).
+    let mut nulls = std::collections::HashSet::new();
+    for (p, messages) in data.iter_mut() {
+        for m in messages.iter_mut() {
+            if rng.u8(..25) == 0 {
+                nulls.insert((*p, m.offset));
+                m.payload.clear();
+            }
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", common::kafka_addr())
+            .set("broker.address.family", "v4");
+        let admin: AdminClient<_> = config.create().expect("an admin client");
+        let new = NewTopic::new(&topic, 4, TopicReplication::Fixed(1));
+        for r in admin
+            .create_topics([&new], &AdminOptions::new())
+            .await
+            .expect("create the topic")
+        {
+            r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+        }
+        // One message at a time (each awaited, so offsets are the data set's): no lingering.
+        let producer: FutureProducer = config
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .create()
+            .expect("a producer");
+        for (p, messages) in &data {
+            for m in messages {
+                let key: Option<Vec<u8>> = match m.offset % 5 {
+                    0 => None,
+                    1 => Some(Vec::new()),
+                    2 => Some((0..16).map(|_| rng.u8(..)).collect()),
+                    3 => Some(vec![0xff; 10 * 1024]),
+                    _ => Some("ключ\0🔑".as_bytes().to_vec()),
+                };
+                let mut headers = OwnedHeaders::new();
+                for h in 0..(m.offset % 4) * 3 {
+                    let value: Option<Vec<u8>> = match h % 3 {
+                        0 => None,
+                        1 => Some(Vec::new()),
+                        _ => Some((0..rng.usize(..64)).map(|_| rng.u8(..)).collect()),
+                    };
+                    // The same header key twice, every other header.
+                    let name = format!("h{}", h / 2);
+                    headers = headers.insert(Header {
+                        key: &name,
+                        value: value.as_deref(),
+                    });
+                }
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&topic).partition(*p).headers(headers);
+                if let Some(key) = &key {
+                    record = record.key(key.as_slice());
+                }
+                if !nulls.contains(&(*p, m.offset)) {
+                    record = record.payload(m.payload.as_slice());
+                }
+                if let Some(ts) = m.timestamp {
+                    record = record.timestamp(ts);
+                }
+                let delivered = producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+                assert_eq!(
+                    (delivered.partition, delivered.offset),
+                    (*p, m.offset),
+                    "the data set's offsets"
+                );
+            }
+        }
+    });
+    let dir = common::temp_dir("framing");
+    let db = dir.join("weir.db");
+    let mut cmd = common::weir();
+    cmd.args([
+        "--brokers",
+        &common::kafka_addr(),
+        "--topic",
+        &topic,
+        "--until",
+        "end",
+    ])
+    .args([
+        "--kafka-config",
+        "broker.address.family=v4",
+        "-w",
+        "2",
+        "--sqlite",
+    ])
+    .arg(&db);
+    let (status, _, stderr) = common::run(cmd, Duration::from_secs(300));
+    assert!(status.success(), "{status}\n{stderr}");
+    let expected = common::oracle(&spec, &data);
+    assert!(
+        expected[&spec.tables.dead_letters].len() >= nulls.len(),
+        "every null value is a dead letter"
+    );
+    common::assert_tables_eq(
+        &expected,
+        &common::read_sqlite(&db, &spec),
+        "keys, headers and null values of every shape",
     );
 }

@@ -161,15 +161,13 @@ pub struct KafkaReader {
     ends: HashMap<i32, i64>,
     /// Next offset to read per assigned partition.
     positions: HashMap<i32, i64>,
-    /// How long a metadata request may take: the connect timeout until the first answer,
-    /// then [`DISCOVERY_TIMEOUT`] (the worker waits for it).
-    metadata_timeout: Duration,
 }
 
-/// The longest a partition discovery may hold its worker once the broker has answered: a
-/// broker that answers at all answers a metadata request in milliseconds, and while it does
-/// not, the worker should go on serving the client's statistics and its other operators.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a partition discovery may hold its worker once partitions are being read (the
+/// connect timeout applies before): a broker that works answers a metadata request in
+/// milliseconds, and while it does not, the worker should go on serving the client's
+/// statistics and its other operators.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl KafkaReader {
     /// Connects, and checks that the topic exists.
@@ -182,7 +180,6 @@ impl KafkaReader {
             stalled: Arc::clone(&stalled),
             errors: ClientErrors::default(),
         };
-        let config_timeout = config.timeout;
         let consumer: BaseConsumer<WatermarkContext> = config
             .client_config()
             .create_with_context(context)
@@ -200,7 +197,6 @@ impl KafkaReader {
             stalled,
             ends: HashMap::new(),
             positions: HashMap::new(),
-            metadata_timeout: config_timeout,
         };
         let partitions = reader.partitions()?;
         if partitions.is_empty() {
@@ -210,6 +206,16 @@ impl KafkaReader {
             )));
         }
         Ok(reader)
+    }
+
+    /// How long a metadata request may take: the connect timeout until partitions are read,
+    /// then at most [`DISCOVERY_TIMEOUT`].
+    fn metadata_timeout(&self) -> Duration {
+        if self.positions.is_empty() {
+            self.config.timeout
+        } else {
+            self.config.timeout.min(DISCOVERY_TIMEOUT)
+        }
     }
 
     /// What commits this reader's offsets to the consumer group.
@@ -294,7 +300,7 @@ impl Reader for KafkaReader {
     fn partitions(&mut self) -> Result<Vec<i32>> {
         let metadata = self
             .consumer
-            .fetch_metadata(Some(&self.config.topic), self.metadata_timeout)
+            .fetch_metadata(Some(&self.config.topic), self.metadata_timeout())
             .map_err(|e| {
                 self.serve_error_events();
                 Error::Kafka(format!(
@@ -313,7 +319,6 @@ impl Reader for KafkaReader {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         partitions.sort_unstable();
-        self.metadata_timeout = self.config.timeout.min(DISCOVERY_TIMEOUT);
         Ok(partitions)
     }
 
