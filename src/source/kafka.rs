@@ -457,3 +457,83 @@ impl crate::source::Input for KafkaConfig {
         Ok(Box::new(KafkaReader::connect(self.clone())?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::{Broker, Partition, Topic};
+
+    /// Statistics with one broker (node 1) in `state`, silent for `rxidle_us`, leading the
+    /// assigned partitions 0 and 1 of topic `t` (partition 1's leader is `leader_of_1`).
+    fn report(state: &str, rxidle_us: i64, leader_of_1: i32) -> Statistics {
+        let partition = |id: i32, leader: i32| Partition {
+            partition: id,
+            leader,
+            desired: true,
+            ..Default::default()
+        };
+        let mut partitions: HashMap<i32, Partition> =
+            [(0, partition(0, 1)), (1, partition(1, leader_of_1))].into();
+        // librdkafka's internal "unassigned" partition, never desired.
+        partitions.insert(
+            -1,
+            Partition {
+                partition: -1,
+                leader: -1,
+                ..Default::default()
+            },
+        );
+        let broker = Broker {
+            name: "127.0.0.1:9092/1".into(),
+            nodeid: 1,
+            state: state.into(),
+            rxidle: rxidle_us,
+            ..Default::default()
+        };
+        let coordinator = Broker {
+            name: "GroupCoordinator".into(),
+            nodeid: -1,
+            state: "UP".into(),
+            rxidle: 60_000_000,
+            ..Default::default()
+        };
+        Statistics {
+            brokers: [("b1".to_string(), broker), ("gc".to_string(), coordinator)].into(),
+            topics: [(
+                "t".to_string(),
+                Topic {
+                    topic: "t".into(),
+                    partitions,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn partitions_are_stalled_when_their_leader_is_down_silent_or_unknown() {
+        assert_eq!(stall_reason(&report("UP", 200_000, 1), "t"), None);
+        // The group coordinator's silence and the unassigned partition do not count.
+        assert_eq!(stall_reason(&report("UPDATE", 9_000_000, 1), "t"), None);
+        assert_eq!(
+            stall_reason(&report("DOWN", 0, 1), "t").as_deref(),
+            Some("broker 127.0.0.1:9092/1 is down")
+        );
+        assert_eq!(
+            stall_reason(&report("APIVERSION_QUERY", 0, 1), "t").as_deref(),
+            Some("broker 127.0.0.1:9092/1 is apiversion_query")
+        );
+        assert_eq!(
+            stall_reason(&report("UP", 12_500_000, 1), "t").as_deref(),
+            Some("broker 127.0.0.1:9092/1 has not answered for 12 s")
+        );
+        assert_eq!(
+            stall_reason(&report("UP", 0, -1), "t").as_deref(),
+            Some("partition 1 has no known leader")
+        );
+        // Another topic's statistics say nothing about this one.
+        assert_eq!(stall_reason(&report("DOWN", 0, 1), "other"), None);
+    }
+}
