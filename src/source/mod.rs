@@ -32,7 +32,12 @@
 //!   waits while [`FlowControl`] says so;
 //! - a reader error is reported to the engine's [`FirstError`] and the operator stops reading
 //!   *without* releasing its capabilities ("wedge, never lie"): nothing downstream mistakes
-//!   the failure for completeness, and the runtime returns the error.
+//!   the failure for completeness, and the runtime returns the error;
+//! - a source whose partitions cannot be read ([`Reader::stalled`]: the broker is down,
+//!   paused or silent; or a partition discovery failed while running) is *stalled*: it waits,
+//!   holding its capabilities, publishes the reason (metrics, status page, `/readyz`), does
+//!   not let its partitions count as idle (their silence says nothing about their data), and
+//!   reports an error once the stall has lasted `stall_timeout`.
 
 pub mod assign;
 pub mod file;
@@ -341,7 +346,15 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
             // and the request would only hold the worker.
             let discover = match (last_discovery, discovery_interval) {
                 (None, _) => true,
-                (Some(at), Some(every)) => at.elapsed() >= every && reader.stalled().is_none(),
+                (Some(at), Some(every)) => {
+                    // After a failed one, soon again: until it succeeds the source counts as
+                    // stalled.
+                    let every = match discovery_failed {
+                        Some(_) => every.min(Duration::from_secs(1)),
+                        None => every,
+                    };
+                    at.elapsed() >= every && reader.stalled().is_none()
+                }
                 (Some(_), None) => false,
             };
             if discover {
