@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 0 data | [`data`], [`failpoint`] | records, values, keys, rejects, window results, hashing, users' formatting; crash points |
 //! | 1 logic | [`time`], [`spec`], [`schema`], [`error`], [`fingerprint`] | window math and watermarks, dataflow files, bytes -> record, typed errors, what outputs depend on |
-//! | 2 operators | [`operators`], [`progress`], [`resume`] | windows, flow control, the progress stage and its correctness argument, what a start does with stored progress |
+//! | 2 operators | [`operators`], [`progress`], [`resume`] | windows, flow control, the cluster's control channel, the progress stage and its correctness argument, what a start does with stored progress |
 //! | 3 io | [`source`], [`sink`], [`metrics`], [`status`], [`security`], [`producer`] | readers and the source operator; stores and the sink operator; counters; Kafka security; `weir produce` |
 //! | 4 runtime | [`runtime`], [`http`] | the engine: starts the cluster, builds and drives the dataflow; the status page server |
 //! | 5 app | [`config`], [`app`] | the command line, resolved once; a resolved run -> an engine |
@@ -26,7 +26,7 @@
 //! | [`spec`] | dataflow files (`dataflows/*.toml`): schema, windows, aggregates, tables |
 //! | [`schema`] | message bytes -> typed record, or the typed reason it is a bad record |
 //! | [`error`] | infrastructure errors with a retry class; the first error a thread reports |
-//! | [`operators`] | the window operator (frontier-gated aggregates); flow control |
+//! | [`operators`] | the window operator (frontier-gated aggregates); flow control; the control channel (a cluster stops as one) |
 //! | [`fingerprint`] | what a dataflow's outputs depend on, and how two versions of a file differ |
 //! | [`progress`] | the progress stage: resume offsets, and the argument that output is exactly once |
 //! | [`resume`] | a start's plan: resume, backfill added outputs, or refuse a change |
