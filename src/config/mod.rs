@@ -12,9 +12,9 @@
 //! `timely::Config` here; the engine's argv is never handed to timely. Every engine flag can
 //! also be set by a `WEIR_*` environment variable.
 //!
-//! Secrets (passwords, `--kafka-config` items) are held as [`Secret`](crate::security::Secret)s from the moment clap
-//! parses them, so `Debug` of these structs never shows one; their environment variables are
-//! hidden from `--help`. Kafka's security flags are shared by `weir run` and `weir produce`
+//! Secrets (passwords, `--kafka-config` items) are held as
+//! [`Secret`](crate::security::Secret)s from the moment clap parses them, so `Debug` of these
+//! structs never shows one; their environment variables are hidden from `--help`. Kafka's security flags are shared by `weir run` and `weir produce`
 //! ([`KafkaSecurityArgs`]) and mapped onto librdkafka settings in `crate::security`.
 
 pub mod cli;
