@@ -123,19 +123,14 @@ fn init_logging(format: LogFormat) {
 fn quiet_cluster_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("");
+        use weir::runtime::{cluster_panic, panic_message, ClusterPanic};
+        let message = panic_message(info.payload());
         let thread = std::thread::current().name().unwrap_or("").to_string();
-        if message.starts_with("timely communication error") {
-            tracing::warn!(thread, "{message}");
-        } else if message.contains("poisoned") && thread.starts_with("timely:") {
-            tracing::debug!(thread, "{message}");
-        } else {
-            default(info);
+        match cluster_panic(message) {
+            _ if !thread.starts_with("timely:") => default(info),
+            Some(ClusterPanic::ConnectionBroke) => tracing::warn!(thread, "{message}"),
+            Some(ClusterPanic::Poisoned) => tracing::debug!(thread, "{message}"),
+            None => default(info),
         }
     }));
 }

@@ -201,19 +201,13 @@ pub fn run(engine: Engine) -> Result<Summary> {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(worker, &shared)))
                 .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    // Timely's network threads poison the queues they share with the workers
-                    // when a connection to another process breaks.
-                    if what.contains("poisoned") {
-                        return Err(Error::PeerLost(
+                    let what = panic_message(panic.as_ref());
+                    match cluster_panic(what) {
+                        Some(_) => Err(Error::PeerLost(
                             "the connection to another process broke (it stopped or died)".into(),
-                        ));
+                        )),
+                        None => Err(Error::Cluster(format!("a worker panicked: {what}"))),
                     }
-                    Err(Error::Cluster(format!("a worker panicked: {what}")))
                 });
         // Timely would go on stepping a dataflow that has not completed (sources that stopped
         // keep their capabilities): remove it unscheduled instead, so that nothing it holds is
@@ -259,6 +253,35 @@ pub fn run(engine: Engine) -> Result<Summary> {
         }
     }
     Ok(Summary { stats, stopped })
+}
+
+/// A panic's message (empty when it is not text).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("")
+}
+
+/// What a panic of timely's says about the cluster, by its message (timely 0.32's wording).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterPanic {
+    /// A network thread's: a connection to another process broke (it stopped or died).
+    ConnectionBroke,
+    /// A worker's, after that: the queue it shared with the network thread is poisoned.
+    Poisoned,
+}
+
+/// Whether `message` is one of the panics a broken connection to another process causes.
+pub fn cluster_panic(message: &str) -> Option<ClusterPanic> {
+    if message.starts_with("timely communication error") {
+        Some(ClusterPanic::ConnectionBroke)
+    } else if message.contains("poisoned") {
+        Some(ClusterPanic::Poisoned)
+    } else {
+        None
+    }
 }
 
 /// How long a start waits for the store to acknowledge what it writes before the dataflow

@@ -230,11 +230,7 @@ fn a_cluster_stops_as_one_and_a_dead_process_stops_the_other_with_exit_1() {
     let survivor = cluster.pop().unwrap();
     let (status, _, stderr) = wait_output(survivor, Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "the survivor exits 1: {stderr}");
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+    let last = last_line(&stderr);
     assert!(
         last.starts_with("weir: cluster:") && last.contains("restart every process"),
         "one line says a process went away and what to do: {last:?}"

@@ -33,16 +33,7 @@ impl Sink {
     fn args(&self) -> Vec<String> {
         match self {
             Sink::Sqlite(db) => vec!["--sqlite".into(), db.display().to_string()],
-            Sink::Cassandra(keyspace) => [
-                "--cassandra",
-                &cassandra_addr(),
-                "--keyspace",
-                keyspace,
-                "--cassandra-test-server",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            Sink::Cassandra(keyspace) => cassandra_sink_args(&cassandra_addr(), keyspace),
         }
     }
 
@@ -271,11 +262,7 @@ fn broker_faults(name: &str, sink: Sink, dir: &Path) {
     broker.proxy.set("pass");
     assert_eq!(status.code(), Some(1), "a stall past the bound exits 1");
     let stderr = bounded.stderr();
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+    let last = last_line(&stderr);
     assert!(
         last.contains("could not be read for") && last.contains("--source-stall-timeout"),
         "one clear last line names the stall and the flag: {last:?}"
@@ -343,15 +330,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
-}
-
-/// The last line of a run's stderr, which must be its one error line.
-fn last_line(stderr: &str) -> &str {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
 }
 
 #[test]
@@ -439,11 +417,11 @@ fn store_paused_reset_blackholed_and_slowed_loses_and_repeats_nothing() {
         args.extend(
             ["--dataflow", dataflow.to_str().expect("a UTF-8 path")]
                 .iter()
-                .chain(&["--cassandra", &cql.proxy.addr, "--keyspace", keyspace])
-                .chain(&["--cassandra-test-server", "--max-in-flight", "5000"])
+                .chain(&["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
                 .chain(extra)
                 .map(|s| s.to_string()),
         );
+        args.extend(cassandra_sink_args(&cql.proxy.addr, keyspace));
         args
     };
     let rows_written = |weir: &Weir| sum(&scrape(&weir.addr), "weir_rows_written_total");

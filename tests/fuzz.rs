@@ -510,7 +510,6 @@ fn fuzz(spec: weir::spec::DataflowSpec, seed: u64) {
 fn kafka_keys_headers_and_null_values_of_every_shape_change_nothing() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::ClientConfig;
 
     let spec = common::spec("dataflows/users_created.toml");
     let mut data = common::generated(&common::generator(51, 4, 2_000, 0.0));
@@ -533,20 +532,8 @@ fn kafka_keys_headers_and_null_values_of_every_shape_change_nothing() {
     }
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
-        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", broker.addr())
-            .set("broker.address.family", "v4");
-        let admin: AdminClient<_> = config.create().expect("an admin client");
-        let new = NewTopic::new(&topic, 4, TopicReplication::Fixed(1));
-        for r in admin
-            .create_topics([&new], &AdminOptions::new())
-            .await
-            .expect("create the topic")
-        {
-            r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-        }
+        let mut config = common::kafka_client_config(&broker.addr());
+        common::create_topic(&config, &topic, 4).await;
         // One message at a time (each awaited, so offsets are the data set's): no lingering.
         let producer: FutureProducer = config
             .set("enable.idempotence", "true")

@@ -11,7 +11,7 @@ use common::*;
 
 /// Flags for reading `topic` from the test broker to its end and writing `keyspace`.
 fn kafka_cassandra_args(topic: &str, keyspace: &str) -> Vec<String> {
-    [
+    let mut args: Vec<String> = [
         "--brokers",
         &kafka_addr(),
         "--topic",
@@ -21,15 +21,12 @@ fn kafka_cassandra_args(topic: &str, keyspace: &str) -> Vec<String> {
         // The test broker listens on IPv4 only.
         "--kafka-config",
         "broker.address.family=v4",
-        "--cassandra",
-        &cassandra_addr(),
-        "--keyspace",
-        keyspace,
-        "--cassandra-test-server",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    args.extend(cassandra_sink_args(&cassandra_addr(), keyspace));
+    args
 }
 
 #[test]
@@ -58,12 +55,7 @@ fn kafka_to_cassandra_equals_the_oracle_at_1_2_4_workers_and_2_processes() {
 
     let keyspace = unique("ks");
     let dir = temp_dir("kafka_cluster");
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = hostfile(&dir);
     let children: Vec<_> = (0..2)
         .map(|p| {
             let mut cmd = weir();

@@ -42,12 +42,7 @@ fn two_processes_of_two_workers_equal_the_oracle() {
     let g = generator(11, 4, 3000, 0.0);
     let expected = oracle(&spec, &generated(&g));
     let dir = temp_dir("cluster");
-    let hostfile = dir.join("hosts.txt");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = hostfile(&dir);
     let db = dir.join("cluster.db");
     let children: Vec<_> = (0..2)
         .map(|p| {

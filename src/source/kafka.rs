@@ -83,7 +83,7 @@ pub struct WatermarkContext {
 /// broker that works answers a consumer's fetch at least every `fetch.wait.max.ms` (500 ms by
 /// default), so ten seconds of silence is a paused, blackholed or dying broker, not a quiet
 /// topic.
-pub const SILENT_BROKER: Duration = Duration::from_secs(10);
+const SILENT_BROKER: Duration = Duration::from_secs(10);
 
 /// Why the assigned partitions of `topic` cannot be read now, from one statistics report: no
 /// known leader, a leader whose connection is not up (down, connecting, or stuck in the

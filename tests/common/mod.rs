@@ -469,28 +469,61 @@ fn produce_with(topic: &str, data: &Dataset, create: bool) {
     produce_to(&kafka_addr(), topic, data, create)
 }
 
+/// A client configuration for the test brokers at `brokers` (IPv4 only).
+pub fn kafka_client_config(brokers: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("broker.address.family", "v4");
+    config
+}
+
+/// Creates `topic` with `partitions` partitions (one replica).
+pub async fn create_topic(config: &rdkafka::ClientConfig, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = config.create().expect("an admin client");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let result = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .expect("create topic");
+    for r in result {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// The last line of a run's stderr that is not blank: its one error line, when it failed.
+pub fn last_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+/// The flags that write `keyspace` on the CQL test server at `addr`.
+pub fn cassandra_sink_args(addr: &str, keyspace: &str) -> Vec<String> {
+    [
+        "--cassandra",
+        addr,
+        "--keyspace",
+        keyspace,
+        "--cassandra-test-server",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Produces `data` to `topic` on `brokers` (creating the topic first when `create`), checking
 /// that the broker's offsets are the data set's.
 pub fn produce_to(brokers: &str, topic: &str, data: &Dataset, create: bool) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::ClientConfig;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", brokers)
-            .set("broker.address.family", "v4");
+        let config = kafka_client_config(brokers);
         if create {
-            let admin: AdminClient<_> = config.create().unwrap();
-            let new = NewTopic::new(topic, data.len() as i32, TopicReplication::Fixed(1));
-            let result = admin
-                .create_topics([&new], &AdminOptions::new())
-                .await
-                .expect("create topic");
-            for r in result {
-                r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-            }
+            create_topic(&config, topic, data.len() as i32).await;
         }
         // Idempotence keeps each partition's order with several requests in flight, so the
         // broker's offsets are the data set's.
