@@ -1,0 +1,1 @@
+//! The as-of join of a stream with a table (placeholder; being written).
