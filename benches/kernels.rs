@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use weir::operators::window::{observe, PartialAggregator};
 use weir::schema::{Record, Schema};
 use weir::sink::TableSet;
-use weir::source::generator::GeneratorConfig;
+use weir::source::generator::{GeneratedTopic, GeneratorConfig};
 use weir::spec::DataflowSpec;
 
 fn data(n: i64) -> Vec<(Vec<u8>, i64)> {
@@ -20,6 +20,8 @@ fn data(n: i64) -> Vec<(Vec<u8>, i64)> {
         duplicates_per_mille: 5,
         late_per_mille: 0,
         malformed_per_mille: 0,
+        topic: GeneratedTopic::Users,
+        tombstones_per_mille: 0,
     };
     let mut buf = Vec::new();
     (0..n)
@@ -65,6 +67,7 @@ fn benches(c: &mut Criterion) {
                 event_time: p.event_time,
                 key: p.key,
                 values: p.values,
+                deleted: false,
                 read_at_us: 0,
             })
         })

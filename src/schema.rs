@@ -166,6 +166,69 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// A table input's tombstone (a message with a null value): the key comes from the Kafka
+    /// message key, read as the key field's type (a uuid's text, an integer's decimal text,
+    /// or text), and the event time from the message timestamp. Every other value is null.
+    pub fn tombstone(&self, key: Option<&[u8]>, timestamp: Option<i64>) -> Result<Parsed, Reason> {
+        let field = &self.spec.fields[self.spec.key];
+        let bad = |what: String| Reason::new(ReasonKind::Malformed, what);
+        let bytes = key.ok_or_else(|| {
+            bad("tombstone without a message key: nothing to delete (produce tombstones with the key of the row to delete)".into())
+        })?;
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            bad(format!(
+                "tombstone key is not UTF-8 (the {} key {:?} is text)",
+                field.ty.cql(),
+                field.name
+            ))
+        })?;
+        let (key, value) = match field.ty {
+            FieldType::Uuid => {
+                let u = uuid::Uuid::parse_str(text)
+                    .map_err(|_| {
+                        bad(format!(
+                            "tombstone key {text:?} is not a uuid (the key {:?} is a uuid)",
+                            field.name
+                        ))
+                    })?
+                    .as_u128();
+                (Key::Uuid(u), Value::Uuid(u))
+            }
+            FieldType::Bigint => {
+                let i: i64 = text.parse().map_err(|_| {
+                    bad(format!(
+                        "tombstone key {text:?} is not an integer (the key {:?} is a bigint)",
+                        field.name
+                    ))
+                })?;
+                (Key::Int(i), Value::Int(i))
+            }
+            _ => (Key::Text(text.to_string()), Value::Text(text.into())),
+        };
+        let event_time = timestamp.ok_or_else(|| {
+            bad("tombstone without a message timestamp: a delete needs an event time".into())
+        })?;
+        let late = |what: &str| {
+            Reason::new(
+                ReasonKind::BadEventTime,
+                format!("event time {event_time} is {what}"),
+            )
+        };
+        let event_time = u64::try_from(event_time).map_err(|_| late("before 1970"))?;
+        if event_time > LATEST_EVENT_TIME_MS {
+            return Err(late("after 9999-12-31"));
+        }
+        let mut values = vec![Value::Null; self.spec.fields.len()];
+        values[self.spec.key] = value;
+        Ok(Parsed {
+            event_time,
+            key,
+            values,
+        })
+    }
+}
+
 fn missing(field: &str) -> Reason {
     Reason::new(
         ReasonKind::MissingField,

@@ -886,11 +886,11 @@ fn the_pipeline_reads_what_produce_wrote_and_equals_the_oracle() {
     }
     let mut data = Dataset::new();
     for m in &consumed {
-        data.entry(m.partition).or_default().push(Msg {
-            offset: m.offset,
-            payload: m.payload.clone().into_bytes(),
-            timestamp: Some(m.timestamp),
-        });
+        data.entry(m.partition).or_default().push(Msg::new(
+            m.offset,
+            m.payload.clone().into_bytes(),
+            Some(m.timestamp),
+        ));
     }
     for messages in data.values_mut() {
         messages.sort_by_key(|m| m.offset);

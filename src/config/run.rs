@@ -8,7 +8,7 @@ use super::files::secret_from;
 use crate::error::{Error, Result};
 use crate::runtime::Settings;
 use crate::sink::cassandra::CassandraConfig;
-use crate::source::generator::GeneratorConfig;
+use crate::source::generator::{GeneratedTopic, GeneratorConfig};
 use crate::source::kafka::KafkaConfig;
 use crate::source::StartAt;
 use crate::spec::DataflowSpec;
@@ -88,6 +88,8 @@ impl GeneratorArgs {
             duplicates_per_mille: self.duplicates.min(1000),
             late_per_mille: self.late.min(1000),
             malformed_per_mille: self.malformed.min(1000),
+            topic: GeneratedTopic::Users,
+            tombstones_per_mille: 0,
         })
     }
 }
@@ -201,7 +203,18 @@ impl RunArgs {
                         "--until applies to Kafka; bound the generator with --count".into(),
                     ));
                 }
-                SourceChoice::Generator(generator.resolve()?)
+                let generated = generator.resolve()?;
+                // A dataflow with inputs reads the generator of its stream input's topic (and
+                // the runtime asks for its other topics; `Input::for_topic`).
+                match spec.join {
+                    None => SourceChoice::Generator(generated),
+                    Some(_) => SourceChoice::Generator(generated.for_topic(&spec.topic).ok_or_else(|| {
+                        Error::Config(format!(
+                            "the built-in generator makes topics users_created and user_events, not {:?}; read it from Kafka (--brokers)",
+                            spec.topic
+                        ))
+                    })?),
+                }
             }
         };
         let password = secret_from(

@@ -82,6 +82,9 @@ pub struct Record {
     pub key: Key,
     /// Every field's value, in schema order.
     pub values: Vec<Value>,
+    /// A table input's tombstone: the key is deleted as of `event_time` (every value is
+    /// null).
+    pub deleted: bool,
     /// When the source read it, on the process clock (microseconds): for the
     /// latency metrics only, never written to a table.
     pub read_at_us: u64,

@@ -118,6 +118,8 @@ impl Reader for FileReader {
                         next_offset: part.position + taken as i64,
                         payload,
                         timestamp: None,
+                        key: None,
+                        tombstone: false,
                     })
                 })
                 .map_err(|e| Error::Input(format!("{}: {e}", file.display())))?

@@ -382,6 +382,8 @@ impl Reader for KafkaReader {
                 next_offset: offset + 1,
                 payload: message.payload().unwrap_or(&[]),
                 timestamp: message.timestamp().to_millis(),
+                key: message.key(),
+                tombstone: message.payload().is_none(),
             });
             read += 1;
         }
@@ -437,6 +439,12 @@ impl crate::source::Input for KafkaConfig {
     }
     fn check(&self) -> Result<()> {
         KafkaReader::connect(self.clone()).map(drop)
+    }
+    fn for_topic(&self, topic: &str) -> Result<Box<dyn crate::source::Input>> {
+        Ok(Box::new(KafkaConfig {
+            topic: topic.to_string(),
+            ..self.clone()
+        }))
     }
     fn grows(&self) -> bool {
         true

@@ -14,10 +14,14 @@ use crate::error::{Error, Result};
 /// One message of a partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryMessage {
-    /// Bytes.
+    /// Bytes (empty for a tombstone).
     pub payload: Vec<u8>,
     /// Message timestamp, epoch ms.
     pub timestamp: Option<i64>,
+    /// The message key, if any.
+    pub key: Option<Vec<u8>>,
+    /// A tombstone: a null value (`payload` is empty).
+    pub tombstone: bool,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +30,10 @@ struct Topic {
     /// Per partition, the first offset still held (retention); 0 when absent.
     log_start: BTreeMap<i32, i64>,
     ended: bool,
+    /// Its name, when it is another topic's sibling (it is then `memory:NAME`).
+    name: Option<String>,
+    /// The other topics of a dataflow with `[[inputs]]`, by name ([`Input::for_topic`]).
+    siblings: BTreeMap<String, MemoryTopic>,
 }
 
 /// A topic in memory, shared by the test and every worker's reader.
@@ -40,15 +48,39 @@ impl MemoryTopic {
         topic
     }
 
+    /// Makes `other` this topic's sibling named `topic`: a dataflow reading this topic reads
+    /// `other` for its input of that topic.
+    pub fn add_sibling(&self, topic: &str, other: MemoryTopic) {
+        other.lock().name = Some(topic.to_string());
+        self.lock().siblings.insert(topic.to_string(), other);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Topic> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a message to `partition` (which must exist).
+    /// Appends a message without a key to `partition` (which must exist).
     pub fn push(&self, partition: i32, payload: Vec<u8>, timestamp: Option<i64>) {
+        self.push_keyed(partition, None, Some(payload), timestamp);
+    }
+
+    /// Appends a message with this key to `partition` (which must exist); a `payload` of
+    /// `None` is a null value: a tombstone.
+    pub fn push_keyed(
+        &self,
+        partition: i32,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+        timestamp: Option<i64>,
+    ) {
         let mut topic = self.lock();
         if let Some(messages) = topic.partitions.get_mut(partition as usize) {
-            messages.push(MemoryMessage { payload, timestamp });
+            messages.push(MemoryMessage {
+                tombstone: payload.is_none(),
+                payload: payload.unwrap_or_default(),
+                timestamp,
+                key,
+            });
         }
     }
 
@@ -79,7 +111,18 @@ impl MemoryTopic {
 
 impl Input for MemoryTopic {
     fn id(&self) -> String {
-        "memory".into()
+        match &self.lock().name {
+            None => "memory".into(),
+            Some(name) => format!("memory:{name}"),
+        }
+    }
+    fn for_topic(&self, topic: &str) -> Result<Box<dyn Input>> {
+        match self.lock().siblings.get(topic) {
+            Some(other) => Ok(Box::new(other.clone())),
+            None => Err(Error::Config(format!(
+                "memory topic: no sibling topic {topic:?}"
+            ))),
+        }
     }
     fn describe(&self) -> String {
         format!("memory topic ({} partitions)", self.lock().partitions.len())
@@ -95,6 +138,7 @@ impl Input for MemoryTopic {
             topic: self.clone(),
             positions: BTreeMap::new(),
             buf: Vec::new(),
+            key: Vec::new(),
         }))
     }
 }
@@ -105,6 +149,7 @@ pub struct MemoryReader {
     /// Assigned partitions and their next offsets.
     positions: BTreeMap<i32, i64>,
     buf: Vec<u8>,
+    key: Vec<u8>,
 }
 
 impl Reader for MemoryReader {
@@ -144,12 +189,18 @@ impl Reader for MemoryReader {
                 let Some(message) = message else { break };
                 self.buf.clear();
                 self.buf.extend_from_slice(&message.payload);
+                self.key.clear();
+                if let Some(key) = &message.key {
+                    self.key.extend_from_slice(key);
+                }
                 emit(Message {
                     partition: *p,
                     offset: *offset,
                     next_offset: *offset + 1,
                     payload: &self.buf,
                     timestamp: message.timestamp,
+                    key: message.key.is_some().then_some(self.key.as_slice()),
+                    tombstone: message.tombstone,
                 });
                 *offset += 1;
                 read += 1;
@@ -172,5 +223,49 @@ impl Reader for MemoryReader {
 
     fn kind(&self) -> &'static str {
         "memory topic"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_tombstones_are_read_back() {
+        let topic = MemoryTopic::new(1);
+        topic.push(0, b"{}".to_vec(), Some(1));
+        topic.push_keyed(0, Some(b"k".to_vec()), Some(b"{\"a\":1}".to_vec()), Some(2));
+        topic.push_keyed(0, Some(b"k".to_vec()), None, Some(3));
+        topic.end();
+        let mut reader = topic.reader().unwrap();
+        reader.assign(&[(0, StartAt::Earliest)]).unwrap();
+        let mut seen = Vec::new();
+        reader
+            .read(10, &mut |m| {
+                seen.push((
+                    m.offset,
+                    m.key.map(<[u8]>::to_vec),
+                    m.payload.to_vec(),
+                    m.timestamp,
+                    m.tombstone,
+                ))
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (0, None, b"{}".to_vec(), Some(1), false),
+                (
+                    1,
+                    Some(b"k".to_vec()),
+                    b"{\"a\":1}".to_vec(),
+                    Some(2),
+                    false
+                ),
+                (2, Some(b"k".to_vec()), Vec::new(), Some(3), true),
+            ]
+        );
+        assert!(reader.finished(0));
+        assert!(topic.messages()[0][2].tombstone);
     }
 }

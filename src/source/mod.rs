@@ -66,7 +66,7 @@ use crate::operators::window::{observe, Observation};
 use crate::progress::PartitionNote;
 use crate::resume::PartitionPlan;
 use crate::schema::{truncate_payload, Record, Schema};
-use crate::spec::DataflowSpec;
+use crate::spec::{DataflowSpec, InputKind};
 use crate::status::{PartitionStatus, RejectEvent, RECENT};
 use crate::time::PartitionClock;
 
@@ -92,10 +92,14 @@ pub struct Message<'a> {
     pub offset: i64,
     /// The offset of the next message (offset + 1, or the next line's byte position).
     pub next_offset: i64,
-    /// Bytes.
+    /// Bytes (empty for a tombstone).
     pub payload: &'a [u8],
     /// Message timestamp, epoch ms.
     pub timestamp: Option<i64>,
+    /// The Kafka message key, if any.
+    pub key: Option<&'a [u8]>,
+    /// A tombstone: the Kafka value is null (`payload` is then empty).
+    pub tombstone: bool,
 }
 
 /// A partitioned, offset-addressed input. Each worker has its own.
@@ -172,6 +176,14 @@ pub trait Input: Send + Sync {
     }
     /// A reader for the calling worker.
     fn reader(&self) -> Result<Box<dyn Reader>>;
+    /// The same kind of input reading another topic (the other inputs of a dataflow with
+    /// `[[inputs]]`: same brokers and security, or the generator of that topic).
+    fn for_topic(&self, topic: &str) -> Result<Box<dyn Input>> {
+        Err(crate::error::Error::Config(format!(
+            "{} reads one topic; the dataflow's input {topic:?} needs Kafka or the built-in generator",
+            self.describe()
+        )))
+    }
 }
 
 /// Everything the source operator needs.
@@ -201,6 +213,10 @@ pub struct SourceParts {
     /// How long the partitions may stay unreadable ([`Reader::stalled`]) before the source
     /// stops with an error; `None` waits for the broker for ever.
     pub stall_timeout: Option<Duration>,
+    /// This input is a side of a join: its records go to [`SourceStreams::joinable`] (not
+    /// to `observations`), and, for a table input, a message with a null value is a
+    /// tombstone ([`Schema::tombstone`]).
+    pub join_side: Option<InputKind>,
 }
 
 /// The source's streams.
@@ -213,6 +229,9 @@ pub struct SourceStreams<'s> {
     pub observations: Stream<'s, u64, Vec<Observation>>,
     /// What each offset retires, for the progress operator.
     pub notes: Stream<'s, u64, Vec<PartitionNote>>,
+    /// A join side's records that are not late, replayed ones included (the join must see
+    /// every record its results depend on); empty for a dataflow without inputs.
+    pub joinable: Stream<'s, u64, Vec<Record>>,
 }
 
 /// One partition being read.
@@ -255,8 +274,8 @@ impl Reading {
     }
 }
 
-/// The source's outputs: records, rejects, observations, notes, announcements.
-const OUTPUTS: usize = 5;
+/// The source's outputs: records, rejects, observations, notes, announcements, joinable.
+const OUTPUTS: usize = 6;
 
 /// How often the source publishes its partitions to the status page and metrics.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -276,7 +295,9 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         flow,
         failed,
         stall_timeout,
+        join_side,
     } = parts;
+    let tombstones = join_side == Some(InputKind::Table);
     let (worker, peers) = (scope.index(), scope.peers());
     // Announcements of new partitions to their owners, one millisecond later.
     let (loop_handle, announced) = scope.feedback::<Vec<i32>>(1);
@@ -293,7 +314,10 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
     let (observations_output, observations) = builder.new_output::<Vec<Observation>>();
     let (notes_output, notes) = builder.new_output::<Vec<PartitionNote>>();
     let (announce_output, announcements) = builder.new_output::<Vec<i32>>();
+    let (joinable_output, joinable) = builder.new_output::<Vec<Record>>();
     announcements.connect_loop(loop_handle);
+    let mut joinable_output =
+        OutputBuilder::<_, CapacityContainerBuilder<Vec<Record>>>::from(joinable_output);
     let mut records_output =
         OutputBuilder::<_, CapacityContainerBuilder<Vec<Record>>>::from(records_output);
     let mut rejects_output =
@@ -450,6 +474,8 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                 let mut rejects_session = rejects_out.session(&caps[1]);
                 let mut observations_out = observations_output.activate();
                 let mut observations_session = observations_out.session(&caps[2]);
+                let mut joinable_out = joinable_output.activate();
+                let mut joinable_session = joinable_out.session(&caps[5]);
                 let now = Instant::now();
                 let read_at_us = crate::time::process_us();
                 let result = reader.read(batch, &mut |message| {
@@ -459,7 +485,12 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                     let watermark = reading.clock.watermark;
                     reading.meter.read(message.payload.len());
                     let replay = message.offset < reading.rows_from;
-                    let parsed = schema.parse(message.payload, message.timestamp);
+                    let tombstone = tombstones && message.tombstone;
+                    let parsed = if tombstone {
+                        schema.tombstone(message.key, message.timestamp)
+                    } else {
+                        schema.parse(message.payload, message.timestamp)
+                    };
                     // The clock sees every parsed record once, replayed or not, so lateness
                     // is decided as in the run that first read it.
                     let late = matches!(&parsed, Ok(p) if reading.clock.observe(p.event_time));
@@ -486,11 +517,20 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                                 event_time: parsed.event_time,
                                 key: parsed.key,
                                 values: parsed.values,
+                                deleted: tombstone,
                                 read_at_us,
                             };
-                            observations_session.give(observe(&spec, &record));
-                            if !replay {
-                                records_session.give(record);
+                            match (join_side.is_some(), replay) {
+                                (false, false) => {
+                                    observations_session.give(observe(&spec, &record));
+                                    records_session.give(record);
+                                }
+                                (false, true) => observations_session.give(observe(&spec, &record)),
+                                (true, false) => {
+                                    joinable_session.give(record.clone());
+                                    records_session.give(record);
+                                }
+                                (true, true) => joinable_session.give(record),
                             }
                             retire
                         }
@@ -613,6 +653,7 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         rejects,
         observations,
         notes,
+        joinable,
     }
 }
 
@@ -733,6 +774,8 @@ mod tests {
             duplicates_per_mille: 0,
             late_per_mille: 0,
             malformed_per_mille: 0,
+            topic: crate::source::generator::GeneratedTopic::Users,
+            tombstones_per_mille: 0,
         };
         let topic = MemoryTopic::new(partitions as usize);
         let mut buf = Vec::new();
@@ -760,6 +803,7 @@ mod tests {
             flow,
             failed: FirstError::default(),
             stall_timeout: None,
+            join_side: None,
         }
     }
 

@@ -70,7 +70,8 @@ pub fn topic_of(data: &Dataset) -> MemoryTopic {
     let topic = MemoryTopic::new(data.len());
     for (p, messages) in data {
         for m in messages {
-            topic.push(*p, m.payload.clone(), m.timestamp);
+            let payload = (!m.tombstone).then(|| m.payload.clone());
+            topic.push_keyed(*p, m.key.clone(), payload, m.timestamp);
         }
     }
     topic.end();
@@ -88,9 +89,9 @@ pub fn dataset_of(topic: &MemoryTopic) -> Dataset {
                 .into_iter()
                 .enumerate()
                 .map(|(o, m)| Msg {
-                    offset: o as i64,
-                    payload: m.payload,
-                    timestamp: m.timestamp,
+                    key: m.key,
+                    tombstone: m.tombstone,
+                    ..Msg::new(o as i64, m.payload, m.timestamp)
                 })
                 .collect();
             (p as i32, messages)
@@ -102,9 +103,12 @@ pub fn dataset_of(topic: &MemoryTopic) -> Dataset {
 pub fn tables_of(store: &MemoryStore, spec: &DataflowSpec) -> Tables {
     let layout = TableSet::new(spec);
     let contents = store.tables();
-    layout.tables[..TableSet::PROGRESS]
+    layout
+        .tables
         .iter()
-        .map(|t| {
+        .enumerate()
+        .filter(|(i, _)| ![TableSet::PROGRESS, TableSet::BACKFILLS].contains(i))
+        .map(|(_, t)| {
             let rows = contents
                 .get(&t.name)
                 .map(|rows| rows.iter().map(|r| super::render_cells(r)).collect())

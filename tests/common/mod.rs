@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 pub mod in_process;
 mod oracle;
 pub mod servers;
-pub use oracle::oracle;
+#[allow(unused_imports)] // oracle_inputs: only tests of joined dataflows use it
+pub use oracle::{oracle, oracle_inputs};
 
 use weir::schema::Value;
 use weir::sink::{Cell, ColumnType, TableSet};
-use weir::source::generator::GeneratorConfig;
+use weir::source::generator::{GeneratedTopic, GeneratorConfig};
 use weir::spec::DataflowSpec;
 
 /// Every table, by name: its rows, each rendered as strings.
@@ -33,6 +34,34 @@ pub struct Msg {
     pub offset: i64,
     pub payload: Vec<u8>,
     pub timestamp: Option<i64>,
+    /// The Kafka key (what a table input's tombstone deletes).
+    pub key: Option<Vec<u8>>,
+    /// A null value (Kafka tombstone); the payload is then empty.
+    pub tombstone: bool,
+}
+
+impl Msg {
+    /// A message with a value and no key.
+    pub fn new(offset: i64, payload: Vec<u8>, timestamp: Option<i64>) -> Msg {
+        Msg {
+            offset,
+            payload,
+            timestamp,
+            key: None,
+            tombstone: false,
+        }
+    }
+
+    /// A tombstone (null value) of `key`.
+    pub fn tombstone(offset: i64, key: &[u8], timestamp: Option<i64>) -> Msg {
+        Msg {
+            offset,
+            payload: Vec::new(),
+            timestamp,
+            key: Some(key.to_vec()),
+            tombstone: true,
+        }
+    }
 }
 
 /// Partition -> messages in offset order.
@@ -53,6 +82,8 @@ pub fn generator(seed: u64, partitions: i32, count: u64, rate: f64) -> Generator
         duplicates_per_mille: 40,
         late_per_mille: 20,
         malformed_per_mille: 20,
+        topic: GeneratedTopic::Users,
+        tombstones_per_mille: 0,
     }
 }
 
@@ -85,11 +116,12 @@ pub fn generated(g: &GeneratorConfig) -> Dataset {
     for p in 0..g.partitions {
         let messages = (0..g.partition_len(p).unwrap_or(0))
             .map(|o| {
-                let timestamp = g.message(p, o, &mut buf);
+                let mut key = Vec::new();
+                let m = g.keyed_message(p, o, &mut key, &mut buf);
                 Msg {
-                    offset: o,
-                    payload: buf.clone(),
-                    timestamp: Some(timestamp),
+                    key: (!key.is_empty()).then_some(key),
+                    tombstone: m.tombstone,
+                    ..Msg::new(o, buf.clone(), Some(m.timestamp))
                 }
             })
             .collect();
@@ -108,11 +140,7 @@ pub fn from_files(dir: &Path) -> Dataset {
         let mut messages = Vec::new();
         for line in bytes.split_inclusive(|b| *b == b'\n') {
             let payload = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
-            messages.push(Msg {
-                offset,
-                payload,
-                timestamp: None,
-            });
+            messages.push(Msg::new(offset, payload, None));
             offset += line.len() as i64;
         }
         data.insert(p as i32, messages);
