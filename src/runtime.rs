@@ -36,6 +36,7 @@ use timely::dataflow::ProbeHandle;
 use crate::error::{Error, FirstError, Result};
 use crate::fingerprint::Definition;
 use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
+use crate::operators::asof::JoinGauges;
 use crate::operators::control::Control;
 use crate::operators::flow::FlowControl;
 use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSettings};
@@ -43,7 +44,16 @@ use crate::resume::Plan;
 use crate::schema::Schema;
 use crate::sink::{Store, TableSet};
 use crate::source::{Committer, Input, SourceParts, StartAt};
-use crate::spec::DataflowSpec;
+use crate::spec::{DataflowSpec, InputKind, Join};
+use timely::dataflow::operators::generic::operator::empty;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Concatenate;
+use timely::dataflow::Stream;
+
+use crate::data::record::{Key, Record, Value};
+use crate::data::row::Row;
+use crate::operators::asof::TableChange;
+use crate::operators::window::{observe, Observation};
 use crate::status::{DataflowInfo, WindowNames};
 
 /// Everything the engine runs on.
@@ -121,7 +131,7 @@ pub fn run(engine: Engine) -> Result<Summary> {
         spec,
         timely,
         cluster,
-        mut input,
+        input,
         store,
         stats,
         shutdown,
@@ -130,43 +140,98 @@ pub fn run(engine: Engine) -> Result<Summary> {
     let failed = FirstError::default();
     let tables = Arc::new(TableSet::new(&spec));
     store.prepare(&tables, &failed)?;
-    let source_id = input.id();
-    let definition = Definition::of(&spec, &source_id);
-    let plan = plan_start(
-        &spec,
-        &definition,
-        input.as_ref(),
-        &store,
-        &tables,
-        &settings,
-        &failed,
-    )?;
-    // The generator's time origin is part of its data: keep the stored one.
-    if let Some(stored) = plan.epoch {
-        input.restore_epoch(stored);
+    // Each input of the dataflow, as a single-input dataflow of its own: one without
+    // [[inputs]] is its own only input.
+    let mut opened: Vec<Opened> = Vec::new();
+    match spec.join.as_deref() {
+        None => opened.push((0, spec.clone(), None, input)),
+        Some(join) => {
+            for (i, side) in join.inputs.iter().enumerate() {
+                if i != join.stream {
+                    let other = input.for_topic(&side.spec.topic)?;
+                    opened.push((i, side.spec.clone(), Some(side.kind), other));
+                }
+            }
+            let stream = &join.inputs[join.stream];
+            opened.insert(
+                0,
+                (join.stream, stream.spec.clone(), Some(stream.kind), input),
+            );
+        }
     }
-    // Fail fast, with one line, when the broker, topic or files are not there.
-    input.check()?;
-
-    let resumed = plan.summary(&spec.name);
+    let mut sides = Vec::new();
+    let mut changes = Vec::new();
+    let mut resumed = Vec::new();
+    for (index, side_spec, kind, mut input) in opened {
+        let side_tables = Arc::new(tables.for_input(index));
+        let source_id = input.id();
+        let table = kind == Some(InputKind::Table);
+        // A table input is read from its start on every run (its state is its history), so
+        // its stored progress is not resumed; the stream input's outputs are the view's.
+        let definition = Definition::of(if table { &side_spec } else { &spec }, &source_id);
+        let plan = if table {
+            Plan::new(&definition, &[])
+        } else {
+            plan_start(
+                &spec,
+                &definition,
+                input.as_ref(),
+                &store,
+                &side_tables,
+                &settings,
+                &failed,
+            )?
+        };
+        // The generator's time origin is part of its data: keep the stored one.
+        if let Some(stored) = plan.epoch {
+            input.restore_epoch(stored);
+        }
+        // Fail fast, with one line, when the broker, topic or files are not there.
+        input.check()?;
+        resumed.push(if table {
+            format!("input {}: a table, read from its start", side_spec.topic)
+        } else {
+            plan.summary(&spec.name)
+        });
+        changes.extend(plan.changes.iter().map(|c| c.line.clone()));
+        sides.push(Side {
+            epoch: input.epoch(),
+            input: Arc::from(input),
+            spec: side_spec,
+            kind,
+            tables: side_tables,
+            definition: (definition.fingerprint(), definition.to_json()),
+            source_id,
+            plan,
+        });
+    }
+    let resumed = resumed.join("; ");
     // Neither description contains a credential: they name brokers, contact points, topic
     // and keyspace only, and host lists with credentials are refused at start
     // (`security::no_credentials_in`; tested in tests/security.rs).
-    let source_text = input.describe();
+    let source_text = sides
+        .iter()
+        .map(|s| s.input.describe())
+        .collect::<Vec<_>>()
+        .join(" + ");
     stats
         .metrics
         .set_build_info(&spec.name, &source_text, &store.describe());
     stats.status.set_dataflow(DataflowInfo {
         name: spec.name.clone(),
         file: spec.path.display().to_string(),
-        topic: spec.topic.clone(),
+        topic: sides
+            .iter()
+            .map(|s| s.spec.topic.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         source: source_text.clone(),
         sink: store.describe(),
         workers: cluster.workers,
         processes: cluster.processes,
         process: cluster.process,
         names: WindowNames::new(&spec),
-        changes: plan.changes.iter().map(|c| c.line.clone()).collect(),
+        changes,
     });
     tracing::info!(
         dataflow = %spec.name,
@@ -178,18 +243,13 @@ pub fn run(engine: Engine) -> Result<Summary> {
         "start: {resumed}"
     );
 
-    let suppress = plan.suppress(&spec);
+    let suppress = sides[0].plan.suppress(&spec);
     let shared = Arc::new(Shared {
         suppress,
-        epoch: input.epoch(),
-        input: Arc::from(input),
         spec,
+        sides,
         store,
-        tables,
         stats: Arc::clone(&stats),
-        plan,
-        definition: (definition.fingerprint(), definition.to_json()),
-        source_id,
         shutdown,
         failed: failed.clone(),
         settings,
@@ -416,25 +476,40 @@ fn write_and_wait(
     }
 }
 
+/// An input being opened: its index in the file, its spec, its kind and the input itself.
+type Opened = (usize, DataflowSpec, Option<InputKind>, Box<dyn Input>);
+
 /// What every worker shares.
 struct Shared {
+    /// The dataflow (with inputs: the join's view).
     spec: DataflowSpec,
-    input: Arc<dyn Input>,
+    /// Its inputs, the stream input first.
+    sides: Vec<Side>,
     store: Arc<dyn Store>,
-    tables: Arc<TableSet>,
     stats: Arc<Stats>,
-    /// What this start does with the stored progress.
-    plan: Plan,
     /// Per window and dimension: windows ending below were written before this run.
     suppress: Vec<Vec<u64>>,
-    /// (fingerprint, definition JSON) of this dataflow, stored with its progress.
-    definition: (String, String),
-    source_id: String,
-    epoch: i64,
     shutdown: Arc<AtomicBool>,
     /// Workers of this process that reached a safe point after their final progress.
     failed: FirstError,
     settings: Settings,
+}
+
+/// One input of the dataflow, and what this start does with its stored progress.
+struct Side {
+    /// The input as a single-input dataflow (topic, schema, lateness, its tables).
+    spec: DataflowSpec,
+    /// Stream or table, for an input of a dataflow with `[[inputs]]`.
+    kind: Option<InputKind>,
+    input: Arc<dyn Input>,
+    /// Its rows, dead-letter and late tables ([`TableSet::for_input`]).
+    tables: Arc<TableSet>,
+    /// What this start does with the stored progress.
+    plan: Plan,
+    /// (fingerprint, definition JSON), stored with its progress.
+    definition: (String, String),
+    source_id: String,
+    epoch: i64,
 }
 
 /// Progress records go to the store's progress table; offsets then to the consumer group.
@@ -471,8 +546,10 @@ impl ProgressLog for StoreProgressLog {
 /// Builds the dataflow on one worker and drives it; `Ok(true)` when a shutdown stopped it.
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bool> {
     let settings = &shared.settings;
-    let reader = shared.input.reader()?;
-    let committer = reader.committer();
+    let mut readers = Vec::new();
+    for side in &shared.sides {
+        readers.push(side.input.reader()?);
+    }
     let durable_probe = ProbeHandle::new();
     let source_probe = ProbeHandle::new();
     let flow = FlowControl::new(
@@ -482,69 +559,116 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     let (events, progress_events) = mpsc::channel();
     // Built first on every worker, so that its dataflow has the same identity everywhere.
     let mut control = Control::new(worker);
+    let gauges = Arc::new(JoinGauges::default());
     worker.dataflow::<u64, _, _>(|scope| {
-        let parts = SourceParts {
-            spec: shared.spec.clone(),
-            schema: Schema::new(&shared.spec, settings.max_record_bytes),
-            reader,
-            restored: shared.plan.partitions.clone(),
-            start: settings.start,
-            batch: settings.batch,
-            stop: Arc::clone(&shared.shutdown),
-            stats: Arc::clone(&shared.stats),
-            discovery_interval: shared.input.grows().then_some(settings.partition_discovery),
-            flow: flow.clone(),
-            failed: shared.failed.clone(),
-            stall_timeout: settings.source_stall_timeout,
+        let mut sources = Vec::new();
+        for (side, reader) in shared.sides.iter().zip(readers) {
+            let committer = reader.committer();
+            let parts = SourceParts {
+                spec: side.spec.clone(),
+                schema: Schema::new(&side.spec, settings.max_record_bytes),
+                reader,
+                restored: side.plan.partitions.clone(),
+                start: match side.kind {
+                    Some(InputKind::Table) => StartAt::Earliest,
+                    _ => settings.start,
+                },
+                batch: settings.batch,
+                stop: Arc::clone(&shared.shutdown),
+                stats: Arc::clone(&shared.stats),
+                discovery_interval: side.input.grows().then_some(settings.partition_discovery),
+                flow: flow.clone(),
+                failed: shared.failed.clone(),
+                stall_timeout: settings.source_stall_timeout,
+                join_side: side.kind,
+            };
+            sources.push((crate::source::render(scope, parts), committer));
+        }
+        let (observations, unmatched) = match shared.spec.join.as_deref() {
+            None => (sources[0].0.observations.clone(), None),
+            Some(join) => {
+                let (observations, unmatched) = join_view(
+                    sources[0].0.joinable.clone(),
+                    sources[1].0.joinable.clone(),
+                    &shared.spec,
+                    join,
+                    Arc::clone(&gauges),
+                );
+                let tables = Arc::clone(&shared.sides[0].tables);
+                let cells = tables.unmatched().map(|table| {
+                    unmatched
+                        .map(move |(record, key)| (table, tables.unmatched_cells(&record, &key)))
+                });
+                (observations, cells)
+            }
         };
-        let source = crate::source::render(scope, parts);
-        let records = source.records.probe_with(&source_probe);
         let windows = crate::operators::window::render(
-            source.observations,
+            observations,
             &shared.spec,
             shared.suppress.clone(),
             settings.print_windows,
             &flow.windows,
         );
-        let durable = crate::sink::render(
-            records,
-            source.rejects,
-            windows,
-            Arc::clone(&shared.store),
-            Arc::clone(&shared.tables),
-            Arc::clone(&shared.stats),
-            &shared.spec,
-        )
-        .probe_with(&durable_probe);
-        let log = StoreProgressLog {
-            store: Arc::clone(&shared.store),
-            tables: Arc::clone(&shared.tables),
-            source_id: shared.source_id.clone(),
-            committer,
-            stats: Arc::clone(&shared.stats),
-        };
-        crate::progress::render(
-            source.notes,
-            durable,
-            Box::new(log),
-            ProgressSettings {
-                interval: settings.progress_interval,
-                units: shared.plan.units.clone(),
-                restored: shared
-                    .plan
-                    .partitions
-                    .iter()
-                    .map(|(p, plan)| (*p, (plan.start_offset, plan.rows_from)))
-                    .collect(),
-                definition: shared.definition.clone(),
-                epoch: shared.epoch,
-                stop: Arc::clone(&shared.shutdown),
-                shutdown_timeout: settings.shutdown_timeout,
-                rows_in_flight: Arc::clone(&shared.stats.in_flight_rows),
-            },
-            events,
-        );
+        let mut durables = Vec::new();
+        let mut notes = Vec::new();
+        for (i, (side, (source, committer))) in shared.sides.iter().zip(sources).enumerate() {
+            let records = source.records.probe_with(&source_probe);
+            let (windows, cells) = if i == 0 {
+                (
+                    windows.clone(),
+                    unmatched.clone().unwrap_or_else(|| empty(scope)),
+                )
+            } else {
+                (empty(scope), empty(scope))
+            };
+            durables.push(crate::sink::render(
+                crate::sink::Writes {
+                    records,
+                    rejects: source.rejects,
+                    windows,
+                    cells,
+                },
+                Arc::clone(&shared.store),
+                Arc::clone(&side.tables),
+                Arc::clone(&shared.stats),
+                &shared.spec,
+            ));
+            notes.push((source.notes, committer));
+        }
+        let durable = scope.concatenate(durables).probe_with(&durable_probe);
+        for (side, (notes, committer)) in shared.sides.iter().zip(notes) {
+            let log = StoreProgressLog {
+                store: Arc::clone(&shared.store),
+                tables: Arc::clone(&side.tables),
+                source_id: side.source_id.clone(),
+                committer,
+                stats: Arc::clone(&shared.stats),
+            };
+            crate::progress::render(
+                notes,
+                durable.clone(),
+                Box::new(log),
+                ProgressSettings {
+                    interval: settings.progress_interval,
+                    units: side.plan.units.clone(),
+                    restored: side
+                        .plan
+                        .partitions
+                        .iter()
+                        .map(|(p, plan)| (*p, (plan.start_offset, plan.rows_from)))
+                        .collect(),
+                    definition: side.definition.clone(),
+                    epoch: side.epoch,
+                    stop: Arc::clone(&shared.shutdown),
+                    shutdown_timeout: settings.shutdown_timeout,
+                    rows_in_flight: Arc::clone(&shared.stats.in_flight_rows),
+                },
+                events.clone(),
+            );
+        }
     });
+    drop(events);
+    let mut finals = 0;
 
     let index = worker.index();
     let mut published: Option<Instant> = None;
@@ -564,12 +688,23 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
                 ProgressEvent::Durable(offsets) => {
                     note_durable(shared, index, &offsets, &mut logged);
                 }
-                ProgressEvent::Final => finished = true,
+                // Every input's progress stage writes its final record.
+                ProgressEvent::Final => {
+                    finals += 1;
+                    finished = finals == shared.sides.len();
+                }
             }
         }
         if published.is_none_or(|at| at.elapsed() >= Duration::from_millis(250)) {
             published = Some(Instant::now());
             publish_frontiers(shared, index, &source_probe, &durable_probe);
+            if shared.spec.join.is_some() {
+                shared.stats.status.set_join_state(
+                    index,
+                    gauges.table_keys.load(Ordering::Relaxed),
+                    gauges.pending_events.load(Ordering::Relaxed),
+                );
+            }
         }
         // A stop requested in any process reaches every worker of the cluster.
         if shared.shutdown.load(Ordering::Relaxed) {
@@ -614,6 +749,72 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
         }
     }
     Ok(stopping)
+}
+
+/// The join's view ([`crate::operators::asof`]): each stream record meets the table's version
+/// of its join key as of its event time. Returns the joined records projected for the windows
+/// (the view's fields: the stream's, then the table's, nulls where no version matched in a
+/// left join), and an inner join's unmatched stream records with their join key's text.
+fn join_view<'s>(
+    stream: Stream<'s, u64, Vec<Record>>,
+    table: Stream<'s, u64, Vec<Record>>,
+    view: &DataflowSpec,
+    join: &Join,
+    gauges: Arc<JoinGauges>,
+) -> JoinStreams<'s> {
+    let on = join.on;
+    let events = stream.map(move |r: Record| (join_key(&r.values[on]), r.event_time, r));
+    let changes = table.map(|r: Record| TableChange {
+        key: r.key,
+        time: r.event_time,
+        order: (r.partition, r.offset),
+        row: (!r.deleted).then_some(Row(r.values)),
+    });
+    let joined = crate::operators::asof::render(events, changes, Key::route, gauges);
+    let (view, inner) = (view.clone(), join.inner);
+    let width = join.inputs[join.table].spec.fields.len();
+    let observations = joined
+        .clone()
+        .flat_map(move |(event, row): (Record, Option<Row>)| {
+            if inner && row.is_none() {
+                return None;
+            }
+            let key = join_key(&event.values[on])?;
+            let mut values = event.values;
+            match row {
+                Some(Row(row)) => values.extend(row),
+                None => values.extend(std::iter::repeat_n(Value::Null, width)),
+            }
+            let record = Record {
+                key,
+                values,
+                ..event
+            };
+            Some(observe(&view, &record))
+        });
+    let unmatched = joined.flat_map(move |(event, row): (Record, Option<Row>)| {
+        (inner && row.is_none()).then(|| {
+            let key = event.values[on].label().to_string();
+            (event, key)
+        })
+    });
+    (observations, unmatched)
+}
+
+/// The joined records for the windows, and the unmatched stream records with their key.
+type JoinStreams<'s> = (
+    Stream<'s, u64, Vec<Observation>>,
+    Stream<'s, u64, Vec<(Record, String)>>,
+);
+
+/// A join field's value as the table's key (`None` for null: it meets no version).
+fn join_key(value: &Value) -> Option<Key> {
+    match value {
+        Value::Uuid(u) => Some(Key::Uuid(*u)),
+        Value::Int(i) => Some(Key::Int(*i)),
+        Value::Text(t) => Some(Key::Text(t.to_string())),
+        _ => None,
+    }
 }
 
 /// How much longer than `--shutdown-timeout` a worker that has written its final progress

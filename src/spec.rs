@@ -158,6 +158,19 @@ pub struct TableTtl {
     pub late: Option<Ttl>,
 }
 
+impl Tables {
+    /// The five table names.
+    pub fn names(&self) -> [&String; 5] {
+        [
+            &self.rows,
+            &self.by_value,
+            &self.by_window,
+            &self.dead_letters,
+            &self.late,
+        ]
+    }
+}
+
 impl TableTtl {
     /// Whether any table has a TTL.
     pub fn any(&self) -> bool {
@@ -234,6 +247,63 @@ pub struct DataflowSpec {
     pub tables: Tables,
     /// The file it came from.
     pub path: PathBuf,
+    /// With `[[inputs]]`: the inputs and how they meet. This spec is then the join's *view*:
+    /// its fields are every input's fields named `input.field` (stream first), its key the
+    /// join field, and its windows, dimensions and aggregates are over the joined records;
+    /// its topic and rows, dead-letter and late tables are the stream input's.
+    pub join: Option<Box<Join>>,
+}
+
+/// What an input is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// Every record is an event.
+    #[default]
+    Stream,
+    /// The latest version of each key as of event time; a tombstone (null value) deletes it.
+    Table,
+}
+
+impl InputKind {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputKind::Stream => "stream",
+            InputKind::Table => "table",
+        }
+    }
+}
+
+/// One named input of a dataflow with `[[inputs]]`.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Its name (`events`, `users`): view fields are `name.field`.
+    pub name: String,
+    /// Stream or table.
+    pub kind: InputKind,
+    /// It as a single-input dataflow: topic, schema, key, event time, lateness, and its rows,
+    /// dead-letter and late tables (the stream input also carries the windows, which decide
+    /// when its offsets retire).
+    pub spec: DataflowSpec,
+}
+
+/// An as-of join of a stream input with a table input (see [`crate::operators::asof`]).
+#[derive(Clone, Debug)]
+pub struct Join {
+    /// Both inputs, in file order.
+    pub inputs: Vec<Input>,
+    /// Index of the stream input.
+    pub stream: usize,
+    /// Index of the table input.
+    pub table: usize,
+    /// The stream's field holding the table's key (an index into the stream's fields; also
+    /// the view's key).
+    pub on: usize,
+    /// Inner (unmatched stream records go to `unmatched`) or left (they meet nulls).
+    pub inner: bool,
+    /// The table of the inner join's unmatched stream records.
+    pub unmatched: Option<String>,
 }
 
 /// A dataflow file that cannot be used, with the place and a hint.
@@ -252,21 +322,82 @@ pub struct SpecError {
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     name: Spanned<String>,
-    topic: String,
-    key: Spanned<String>,
+    // A single-input file declares its source at the top level; a file with `[[inputs]]`
+    // declares it per input.
+    topic: Option<String>,
+    key: Option<Spanned<String>>,
     #[serde(default = "default_lateness")]
     allowed_lateness: Spanned<String>,
     #[serde(default)]
     idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     dimensions: Vec<Spanned<String>>,
-    event_time: Spanned<RawEventTime>,
+    event_time: Option<Spanned<RawEventTime>>,
+    #[serde(default)]
     fields: Vec<Spanned<RawField>>,
     #[serde(default)]
     windows: Vec<Spanned<RawWindow>>,
     #[serde(default)]
     aggregates: Vec<Spanned<RawAggregate>>,
-    tables: Tables,
+    tables: Spanned<RawTables>,
+    #[serde(default)]
+    inputs: Vec<Spanned<RawInput>>,
+    join: Option<Spanned<RawJoin>>,
+}
+
+/// `[tables]`: all five for a single-input file; the window tables only with `[[inputs]]`
+/// (each input names its own rows, dead-letter and late tables).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTables {
+    rows: Option<String>,
+    by_value: String,
+    by_window: String,
+    dead_letters: Option<String>,
+    late: Option<String>,
+    #[serde(default)]
+    ttl: TableTtl,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    name: Spanned<String>,
+    topic: String,
+    #[serde(default)]
+    kind: InputKind,
+    key: Spanned<String>,
+    #[serde(default = "default_lateness")]
+    allowed_lateness: Spanned<String>,
+    #[serde(default)]
+    idle_timeout: Option<Spanned<String>>,
+    event_time: Spanned<RawEventTime>,
+    fields: Vec<Spanned<RawField>>,
+    tables: RawInputTables,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputTables {
+    rows: String,
+    dead_letters: String,
+    late: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJoin {
+    kind: Spanned<String>,
+    stream: Spanned<String>,
+    table: Spanned<String>,
+    on: Spanned<String>,
+    #[serde(rename = "type", default = "default_join_type")]
+    ty: Spanned<String>,
+    unmatched: Option<Spanned<String>>,
+}
+
+fn default_join_type() -> Spanned<String> {
+    Spanned::new(0..0, "left".to_string())
 }
 
 fn default_lateness() -> Spanned<String> {
@@ -320,6 +451,335 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Makes errors that name the file and the line of a span.
+struct Errs<'t> {
+    shown: String,
+    text: &'t str,
+}
+
+impl Errs<'_> {
+    fn at(&self, span: Option<std::ops::Range<usize>>, message: String) -> SpecError {
+        let text = self.text;
+        SpecError {
+            path: self.shown.clone(),
+            line: span
+                .filter(|s| s.end > 0)
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            message,
+        }
+    }
+}
+
+/// What one source's part of a file declares: schema, key, event time, lateness.
+struct Source {
+    fields: Vec<Field>,
+    key: usize,
+    event_time: EventTime,
+    allowed_lateness_ms: u64,
+    idle_timeout: Option<Duration>,
+}
+
+/// The raw text of one source's part (the top level of a single-input file, or an input).
+struct RawSource<'r> {
+    /// `input "NAME": ` for an input, empty at the top level.
+    what: String,
+    fields: &'r [Spanned<RawField>],
+    key: &'r Spanned<String>,
+    event_time: &'r Spanned<RawEventTime>,
+    allowed_lateness: &'r Spanned<String>,
+    idle_timeout: &'r Option<Spanned<String>>,
+}
+
+impl RawSource<'_> {
+    fn parse(&self, e: &Errs) -> Result<Source, SpecError> {
+        let what = &self.what;
+        let mut fields = Vec::new();
+        let mut seen = HashSet::new();
+        for f in self.fields {
+            let span = Some(f.span());
+            let f = f.get_ref();
+            if !is_identifier(&f.name) {
+                return Err(e.at(
+                    span,
+                    format!(
+                        "{what}field name {:?} must be lower_snake_case (it is a column name)",
+                        f.name
+                    ),
+                ));
+            }
+            if !seen.insert(f.name.clone()) {
+                return Err(e.at(span, format!("{what}field {:?} is declared twice", f.name)));
+            }
+            let path_text = f.path.clone().unwrap_or_else(|| f.name.clone());
+            let path: Vec<String> = path_text.split('.').map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(e.at(
+                    span,
+                    format!(
+                        "{what}field {:?}: path {path_text:?} has an empty segment",
+                        f.name
+                    ),
+                ));
+            }
+            fields.push(Field {
+                name: f.name.clone(),
+                path,
+                ty: f.ty,
+                required: f.required,
+                column: f.column,
+            });
+        }
+        if fields.is_empty() {
+            return Err(e.at(None, format!("{what}the schema has no fields")));
+        }
+        let field_index = |name: &str| fields.iter().position(|f| f.name == name);
+
+        let key = field_index(self.key.get_ref()).ok_or_else(|| {
+            e.at(
+                Some(self.key.span()),
+                format!("{what}key {:?} is not a declared field", self.key.get_ref()),
+            )
+        })?;
+        if !fields[key].required
+            || !matches!(
+                fields[key].ty,
+                FieldType::Uuid | FieldType::Text | FieldType::Bigint
+            )
+        {
+            return Err(e.at(
+                Some(self.key.span()),
+                format!(
+                    "{what}key field {:?} must be required and of type uuid, text or bigint",
+                    fields[key].name
+                ),
+            ));
+        }
+        if !fields[key].column {
+            return Err(e.at(
+                Some(self.key.span()),
+                format!("{what}the key field must be a column (it is the primary key)"),
+            ));
+        }
+
+        let et = self.event_time.get_ref();
+        let event_time = match (&et.field, et.source.as_deref()) {
+            (Some(name), None) => {
+                let i = field_index(name).ok_or_else(|| {
+                    e.at(
+                        Some(self.event_time.span()),
+                        format!("{what}event_time field {name:?} is not a declared field"),
+                    )
+                })?;
+                if !matches!(fields[i].ty, FieldType::Timestamp | FieldType::Bigint)
+                    || !fields[i].required
+                {
+                    return Err(e.at(
+                        Some(self.event_time.span()),
+                        format!("{what}event_time field {name:?} must be required and of type timestamp or bigint"),
+                    ));
+                }
+                EventTime::Field(i)
+            }
+            (None, Some("message_timestamp")) => EventTime::MessageTimestamp,
+            _ => return Err(e.at(
+                Some(self.event_time.span()),
+                format!("{what}event_time needs either `field = \"NAME\"` or `source = \"message_timestamp\"`"),
+            )),
+        };
+
+        let allowed_lateness_ms = parse_duration(self.allowed_lateness.get_ref())
+            .map_err(|m| {
+                e.at(
+                    Some(self.allowed_lateness.span()),
+                    format!("{what}allowed_lateness: {m}"),
+                )
+            })?
+            .as_millis() as u64;
+        let idle_timeout = match self.idle_timeout {
+            None => None,
+            Some(s) if s.get_ref() == "off" => None,
+            Some(s) => Some(
+                parse_duration(s.get_ref())
+                    .map_err(|m| e.at(Some(s.span()), format!("{what}idle_timeout: {m}")))?,
+            ),
+        };
+        Ok(Source {
+            fields,
+            key,
+            event_time,
+            allowed_lateness_ms,
+            idle_timeout,
+        })
+    }
+}
+
+/// Windows, dimensions and aggregates, over `fields` (a source's, or a join's view).
+type Outputs = (Vec<Window>, Vec<usize>, Vec<Aggregate>);
+
+fn parse_outputs(raw: &RawSpec, fields: &[Field], e: &Errs) -> Result<Outputs, SpecError> {
+    let field_index = |name: &str| fields.iter().position(|f| f.name == name);
+    let mut windows = Vec::new();
+    let mut window_names = HashSet::new();
+    for w in &raw.windows {
+        let span = Some(w.span());
+        let w = w.get_ref();
+        let size = parse_duration(&w.size)
+            .map_err(|m| e.at(span.clone(), format!("window {:?}: size: {m}", w.name)))?;
+        let slide = match &w.slide {
+            Some(s) => parse_duration(s)
+                .map_err(|m| e.at(span.clone(), format!("window {:?}: slide: {m}", w.name)))?,
+            None => size,
+        };
+        let spec = WindowSpec::new(size.as_millis() as u64, slide.as_millis() as u64)
+            .map_err(|m| e.at(span.clone(), format!("window {:?}: {m}", w.name)))?;
+        if !window_names.insert(w.name.clone()) {
+            return Err(e.at(span, format!("window {:?} is declared twice", w.name)));
+        }
+        windows.push(Window {
+            name: w.name.clone(),
+            spec,
+        });
+    }
+
+    let mut dimensions = Vec::new();
+    for d in &raw.dimensions {
+        let i = field_index(d.get_ref()).ok_or_else(|| {
+            e.at(
+                Some(d.span()),
+                format!("dimension {:?} is not a declared field", d.get_ref()),
+            )
+        })?;
+        if matches!(fields[i].ty, FieldType::Double) {
+            return Err(e.at(
+                Some(d.span()),
+                format!(
+                    "dimension {:?} is a double; use text, bigint or boolean",
+                    d.get_ref()
+                ),
+            ));
+        }
+        dimensions.push(i);
+    }
+
+    let mut aggregates = Vec::new();
+    for a in &raw.aggregates {
+        let span = Some(a.span());
+        let a = a.get_ref();
+        if !is_identifier(&a.name) {
+            return Err(e.at(
+                span,
+                format!("aggregate name {:?} must be lower_snake_case", a.name),
+            ));
+        }
+        let numeric_field = |what: &str| -> Result<usize, SpecError> {
+            let name = a.field.as_deref().ok_or_else(|| {
+                e.at(
+                    span.clone(),
+                    format!("aggregate {:?}: {what} needs `field = \"NAME\"`", a.name),
+                )
+            })?;
+            let i = field_index(name).ok_or_else(|| {
+                e.at(
+                    span.clone(),
+                    format!(
+                        "aggregate {:?}: field {name:?} is not a declared field",
+                        a.name
+                    ),
+                )
+            })?;
+            if !matches!(fields[i].ty, FieldType::Bigint | FieldType::Double) {
+                return Err(e.at(
+                    span.clone(),
+                    format!(
+                        "aggregate {:?}: field {name:?} must be bigint or double",
+                        a.name
+                    ),
+                ));
+            }
+            Ok(i)
+        };
+        let function = match a.function.as_str() {
+            "count" => AggregateFn::Count,
+            "count_distinct" => AggregateFn::CountDistinct,
+            "sum" => AggregateFn::Sum(numeric_field("sum")?),
+            "min" => AggregateFn::Min(numeric_field("min")?),
+            "max" => AggregateFn::Max(numeric_field("max")?),
+            other => {
+                return Err(e.at(
+                    span,
+                    format!("aggregate {:?}: unknown function {other:?} (use count, count_distinct, sum, min or max)", a.name),
+                ))
+            }
+        };
+        if matches!(function, AggregateFn::Count | AggregateFn::CountDistinct) && a.field.is_some()
+        {
+            return Err(e.at(
+                span,
+                format!(
+                    "aggregate {:?}: {} takes no field (count_distinct counts distinct keys)",
+                    a.name, a.function
+                ),
+            ));
+        }
+        aggregates.push(Aggregate {
+            name: a.name.clone(),
+            function,
+        });
+    }
+    if !windows.is_empty() && (aggregates.is_empty() || dimensions.is_empty()) {
+        return Err(e.at(
+            None,
+            "windows need at least one dimension and one aggregate".into(),
+        ));
+    }
+    let reserved = [
+        "dataflow",
+        "window_name",
+        "dimension",
+        "value",
+        "day",
+        "window_start",
+        "window_end",
+    ];
+    if let Some(a) = aggregates
+        .iter()
+        .find(|a| reserved.contains(&a.name.as_str()))
+    {
+        return Err(e.at(
+            None,
+            format!(
+                "aggregate name {:?} is reserved for a window-table column",
+                a.name
+            ),
+        ));
+    }
+    Ok((windows, dimensions, aggregates))
+}
+
+/// Every table name must be a plain identifier, and no two roles may share a table.
+fn check_table_names<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    e: &Errs,
+    span: std::ops::Range<usize>,
+) -> Result<(), SpecError> {
+    let mut seen = HashSet::new();
+    for table in names {
+        if !is_identifier(table) {
+            return Err(e.at(
+                Some(span.clone()),
+                format!("table name {table:?} must be lower_snake_case"),
+            ));
+        }
+        if !seen.insert(table.as_str()) {
+            return Err(e.at(
+                Some(span.clone()),
+                format!("table {table:?} is named for two roles; give each its own table"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl DataflowSpec {
     /// Reads and validates a dataflow file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
@@ -336,297 +796,330 @@ impl DataflowSpec {
 
     /// Parses and validates dataflow text; `path` is used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
-        let shown = path.display().to_string();
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let err = |span: Option<std::ops::Range<usize>>, message: String| SpecError {
-            path: shown.clone(),
-            line: span.filter(|s| s.end > 0).map(|s| line_of(s.start)),
-            message,
+        let e = Errs {
+            shown: path.display().to_string(),
+            text,
         };
-        let raw: RawSpec = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_string();
-            err(e.span(), message)
+        let raw: RawSpec = toml::from_str(text).map_err(|err| {
+            let message = err.message().trim().to_string();
+            e.at(err.span(), message)
         })?;
 
         let name = raw.name.get_ref().clone();
         if !is_identifier(&name) {
-            return Err(err(
+            return Err(e.at(
                 Some(raw.name.span()),
                 format!("name {name:?} must be lower_snake_case"),
             ));
         }
-
-        let mut fields = Vec::new();
-        let mut seen = HashSet::new();
-        for f in &raw.fields {
-            let span = Some(f.span());
-            let f = f.get_ref();
-            if !is_identifier(&f.name) {
-                return Err(err(
-                    span,
-                    format!(
-                        "field name {:?} must be lower_snake_case (it is a column name)",
-                        f.name
-                    ),
-                ));
-            }
-            if !seen.insert(f.name.clone()) {
-                return Err(err(span, format!("field {:?} is declared twice", f.name)));
-            }
-            let path_text = f.path.clone().unwrap_or_else(|| f.name.clone());
-            let path: Vec<String> = path_text.split('.').map(str::to_string).collect();
-            if path.iter().any(String::is_empty) {
-                return Err(err(
-                    span,
-                    format!(
-                        "field {:?}: path {path_text:?} has an empty segment",
-                        f.name
-                    ),
-                ));
-            }
-            fields.push(Field {
-                name: f.name.clone(),
-                path,
-                ty: f.ty,
-                required: f.required,
-                column: f.column,
-            });
+        if !raw.inputs.is_empty() || raw.join.is_some() {
+            return Self::parse_joined(raw, name, path, &e);
         }
-        if fields.is_empty() {
-            return Err(err(None, "the schema has no [[fields]]".into()));
-        }
-        let field_index = |name: &str| fields.iter().position(|f| f.name == name);
-
-        let key = field_index(raw.key.get_ref()).ok_or_else(|| {
-            err(
-                Some(raw.key.span()),
-                format!("key {:?} is not a declared field", raw.key.get_ref()),
-            )
-        })?;
-        if !fields[key].required
-            || !matches!(
-                fields[key].ty,
-                FieldType::Uuid | FieldType::Text | FieldType::Bigint
-            )
-        {
-            return Err(err(
-                Some(raw.key.span()),
-                format!(
-                    "key field {:?} must be required and of type uuid, text or bigint",
-                    fields[key].name
-                ),
-            ));
-        }
-        if !fields[key].column {
-            return Err(err(
-                Some(raw.key.span()),
-                "the key field must be a column (it is the primary key)".into(),
-            ));
-        }
-
-        let et = raw.event_time.get_ref();
-        let event_time = match (&et.field, et.source.as_deref()) {
-            (Some(name), None) => {
-                let i = field_index(name).ok_or_else(|| {
-                    err(
-                        Some(raw.event_time.span()),
-                        format!("event_time field {name:?} is not a declared field"),
-                    )
-                })?;
-                if !matches!(fields[i].ty, FieldType::Timestamp | FieldType::Bigint)
-                    || !fields[i].required
-                {
-                    return Err(err(
-                        Some(raw.event_time.span()),
-                        format!("event_time field {name:?} must be required and of type timestamp or bigint"),
-                    ));
-                }
-                EventTime::Field(i)
-            }
-            (None, Some("message_timestamp")) => EventTime::MessageTimestamp,
-            _ => return Err(err(
-                Some(raw.event_time.span()),
-                "[event_time] needs either `field = \"NAME\"` or `source = \"message_timestamp\"`"
-                    .into(),
-            )),
-        };
-
-        let allowed_lateness_ms = parse_duration(raw.allowed_lateness.get_ref())
-            .map_err(|m| {
-                err(
-                    Some(raw.allowed_lateness.span()),
-                    format!("allowed_lateness: {m}"),
-                )
-            })?
-            .as_millis() as u64;
-        let idle_timeout = match &raw.idle_timeout {
-            None => None,
-            Some(s) if s.get_ref() == "off" => None,
-            Some(s) => Some(
-                parse_duration(s.get_ref())
-                    .map_err(|m| err(Some(s.span()), format!("idle_timeout: {m}")))?,
-            ),
-        };
-
-        let mut windows = Vec::new();
-        let mut window_names = HashSet::new();
-        for w in &raw.windows {
-            let span = Some(w.span());
-            let w = w.get_ref();
-            let size = parse_duration(&w.size)
-                .map_err(|m| err(span.clone(), format!("window {:?}: size: {m}", w.name)))?;
-            let slide = match &w.slide {
-                Some(s) => parse_duration(s)
-                    .map_err(|m| err(span.clone(), format!("window {:?}: slide: {m}", w.name)))?,
-                None => size,
-            };
-            let spec = WindowSpec::new(size.as_millis() as u64, slide.as_millis() as u64)
-                .map_err(|m| err(span.clone(), format!("window {:?}: {m}", w.name)))?;
-            if !window_names.insert(w.name.clone()) {
-                return Err(err(span, format!("window {:?} is declared twice", w.name)));
-            }
-            windows.push(Window {
-                name: w.name.clone(),
-                spec,
-            });
-        }
-
-        let mut dimensions = Vec::new();
-        for d in &raw.dimensions {
-            let i = field_index(d.get_ref()).ok_or_else(|| {
-                err(
-                    Some(d.span()),
-                    format!("dimension {:?} is not a declared field", d.get_ref()),
-                )
-            })?;
-            if matches!(fields[i].ty, FieldType::Double) {
-                return Err(err(
-                    Some(d.span()),
-                    format!(
-                        "dimension {:?} is a double; use text, bigint or boolean",
-                        d.get_ref()
-                    ),
-                ));
-            }
-            dimensions.push(i);
-        }
-
-        let mut aggregates = Vec::new();
-        for a in &raw.aggregates {
-            let span = Some(a.span());
-            let a = a.get_ref();
-            if !is_identifier(&a.name) {
-                return Err(err(
-                    span,
-                    format!("aggregate name {:?} must be lower_snake_case", a.name),
-                ));
-            }
-            let numeric_field = |what: &str| -> Result<usize, SpecError> {
-                let name = a.field.as_deref().ok_or_else(|| {
-                    err(
-                        span.clone(),
-                        format!("aggregate {:?}: {what} needs `field = \"NAME\"`", a.name),
-                    )
-                })?;
-                let i = field_index(name).ok_or_else(|| {
-                    err(
-                        span.clone(),
-                        format!(
-                            "aggregate {:?}: field {name:?} is not a declared field",
-                            a.name
-                        ),
-                    )
-                })?;
-                if !matches!(fields[i].ty, FieldType::Bigint | FieldType::Double) {
-                    return Err(err(
-                        span.clone(),
-                        format!(
-                            "aggregate {:?}: field {name:?} must be bigint or double",
-                            a.name
-                        ),
-                    ));
-                }
-                Ok(i)
-            };
-            let function = match a.function.as_str() {
-                "count" => AggregateFn::Count,
-                "count_distinct" => AggregateFn::CountDistinct,
-                "sum" => AggregateFn::Sum(numeric_field("sum")?),
-                "min" => AggregateFn::Min(numeric_field("min")?),
-                "max" => AggregateFn::Max(numeric_field("max")?),
-                other => {
-                    return Err(err(
-                        span,
-                        format!("aggregate {:?}: unknown function {other:?} (use count, count_distinct, sum, min or max)", a.name),
-                    ))
-                }
-            };
-            if matches!(function, AggregateFn::Count | AggregateFn::CountDistinct)
-                && a.field.is_some()
-            {
-                return Err(err(
-                    span,
-                    format!(
-                        "aggregate {:?}: {} takes no field (count_distinct counts distinct keys)",
-                        a.name, a.function
-                    ),
-                ));
-            }
-            aggregates.push(Aggregate {
-                name: a.name.clone(),
-                function,
-            });
-        }
-        if !windows.is_empty() && (aggregates.is_empty() || dimensions.is_empty()) {
-            return Err(err(
+        let missing = |what: &str| {
+            e.at(
                 None,
-                "windows need at least one dimension and one aggregate".into(),
-            ));
+                format!("{what} is missing: a dataflow reads one `topic` (with `key`, `[event_time]` and `[[fields]]` at the top level), or declares `[[inputs]]` and a `[join]`"),
+            )
+        };
+        let topic = raw.topic.clone().ok_or_else(|| missing("topic"))?;
+        let key = raw.key.as_ref().ok_or_else(|| missing("key"))?;
+        let event_time = raw
+            .event_time
+            .as_ref()
+            .ok_or_else(|| missing("[event_time]"))?;
+        if raw.fields.is_empty() {
+            return Err(e.at(None, "the schema has no [[fields]]".into()));
         }
-        let reserved = [
-            "dataflow",
-            "window_name",
-            "dimension",
-            "value",
-            "day",
-            "window_start",
-            "window_end",
-        ];
-        if let Some(a) = aggregates
-            .iter()
-            .find(|a| reserved.contains(&a.name.as_str()))
-        {
-            return Err(err(
-                None,
-                format!(
-                    "aggregate name {:?} is reserved for a window-table column",
-                    a.name
-                ),
-            ));
-        }
-        let t = &raw.tables;
-        for table in [&t.rows, &t.by_value, &t.by_window, &t.dead_letters, &t.late] {
-            if !is_identifier(table) {
-                return Err(err(
-                    None,
-                    format!("[tables]: {table:?} must be lower_snake_case"),
-                ));
-            }
-        }
-
-        Ok(DataflowSpec {
-            name,
-            topic: raw.topic,
-            fields,
+        let source = RawSource {
+            what: String::new(),
+            fields: &raw.fields,
             key,
             event_time,
-            allowed_lateness_ms,
-            idle_timeout,
+            allowed_lateness: &raw.allowed_lateness,
+            idle_timeout: &raw.idle_timeout,
+        }
+        .parse(&e)?;
+        let (windows, dimensions, aggregates) = parse_outputs(&raw, &source.fields, &e)?;
+        let t = raw.tables.get_ref();
+        let role = |name: &Option<String>, role: &str| {
+            name.clone().ok_or_else(|| {
+                e.at(
+                    Some(raw.tables.span()),
+                    format!("[tables]: `{role}` is missing"),
+                )
+            })
+        };
+        let tables = Tables {
+            rows: role(&t.rows, "rows")?,
+            by_value: t.by_value.clone(),
+            by_window: t.by_window.clone(),
+            dead_letters: role(&t.dead_letters, "dead_letters")?,
+            late: role(&t.late, "late")?,
+            ttl: t.ttl,
+        };
+        check_table_names(tables.names(), &e, raw.tables.span())?;
+        Ok(DataflowSpec {
+            name,
+            topic,
+            fields: source.fields,
+            key: source.key,
+            event_time: source.event_time,
+            allowed_lateness_ms: source.allowed_lateness_ms,
+            idle_timeout: source.idle_timeout,
             windows,
             dimensions,
             aggregates,
-            tables: raw.tables,
+            tables,
             path: path.to_path_buf(),
+            join: None,
+        })
+    }
+
+    /// A file with `[[inputs]]` and a `[join]`: each input is parsed as a single-input
+    /// dataflow's source is; the windows are over the join's view (see [`Join`]).
+    fn parse_joined(raw: RawSpec, name: String, path: &Path, e: &Errs) -> Result<Self, SpecError> {
+        if raw.topic.is_some() || raw.key.is_some() || !raw.fields.is_empty() {
+            return Err(e.at(
+                None,
+                "a dataflow with [[inputs]] declares `topic`, `key` and fields per input, not at the top level".into(),
+            ));
+        }
+        let Some(raw_join) = raw.join.as_ref() else {
+            return Err(e.at(
+                None,
+                "a dataflow with [[inputs]] needs a [join] saying how they meet".into(),
+            ));
+        };
+        let top = raw.tables.get_ref();
+        if top.rows.is_some() || top.dead_letters.is_some() || top.late.is_some() {
+            return Err(e.at(
+                Some(raw.tables.span()),
+                "[tables]: with [[inputs]], `rows`, `dead_letters` and `late` belong to each input's [inputs.tables]; [tables] names the window tables".into(),
+            ));
+        }
+        let mut inputs: Vec<Input> = Vec::new();
+        for input in &raw.inputs {
+            let span = input.span();
+            let input = input.get_ref();
+            let input_name = input.name.get_ref().clone();
+            if !is_identifier(&input_name) {
+                return Err(e.at(
+                    Some(input.name.span()),
+                    format!("input name {input_name:?} must be lower_snake_case"),
+                ));
+            }
+            if inputs.iter().any(|i| i.name == input_name) {
+                return Err(e.at(
+                    Some(input.name.span()),
+                    format!("input {input_name:?} is declared twice"),
+                ));
+            }
+            if input.fields.is_empty() {
+                return Err(e.at(
+                    Some(span),
+                    format!("input {input_name:?}: the schema has no [[inputs.fields]]"),
+                ));
+            }
+            let source = RawSource {
+                what: format!("input {input_name:?}: "),
+                fields: &input.fields,
+                key: &input.key,
+                event_time: &input.event_time,
+                allowed_lateness: &input.allowed_lateness,
+                idle_timeout: &input.idle_timeout,
+            }
+            .parse(e)?;
+            inputs.push(Input {
+                name: input_name,
+                kind: input.kind,
+                spec: DataflowSpec {
+                    name: name.clone(),
+                    topic: input.topic.clone(),
+                    fields: source.fields,
+                    key: source.key,
+                    event_time: source.event_time,
+                    allowed_lateness_ms: source.allowed_lateness_ms,
+                    idle_timeout: source.idle_timeout,
+                    windows: Vec::new(),
+                    dimensions: Vec::new(),
+                    aggregates: Vec::new(),
+                    tables: Tables {
+                        rows: input.tables.rows.clone(),
+                        by_value: top.by_value.clone(),
+                        by_window: top.by_window.clone(),
+                        dead_letters: input.tables.dead_letters.clone(),
+                        late: input.tables.late.clone(),
+                        ttl: TableTtl {
+                            by_value: top.ttl.by_value,
+                            by_window: top.ttl.by_window,
+                            ..TableTtl::default()
+                        },
+                    },
+                    path: path.to_path_buf(),
+                    join: None,
+                },
+            });
+        }
+
+        let j = raw_join.get_ref();
+        if j.kind.get_ref() != "as_of" {
+            return Err(e.at(
+                Some(j.kind.span()),
+                format!(
+                    "[join] kind {:?} is not known (use \"as_of\": each stream record meets the table's version of its key as of its event time)",
+                    j.kind.get_ref()
+                ),
+            ));
+        }
+        let find = |n: &Spanned<String>, want: InputKind| -> Result<usize, SpecError> {
+            let i = inputs
+                .iter()
+                .position(|i| &i.name == n.get_ref())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+                    e.at(
+                        Some(n.span()),
+                        format!(
+                            "[join] names input {:?}, which is not declared (inputs: {})",
+                            n.get_ref(),
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+            if inputs[i].kind != want {
+                return Err(e.at(
+                    Some(n.span()),
+                    format!(
+                        "[join]: input {:?} is a {}; this side of an as-of join needs `kind = \"{}\"`",
+                        n.get_ref(),
+                        inputs[i].kind.as_str(),
+                        want.as_str()
+                    ),
+                ));
+            }
+            Ok(i)
+        };
+        let stream = find(&j.stream, InputKind::Stream)?;
+        let table = find(&j.table, InputKind::Table)?;
+        if inputs.len() != 2 {
+            return Err(e.at(
+                None,
+                format!(
+                    "this dataflow declares {} inputs; a [join] takes exactly two (a stream and a table)",
+                    inputs.len()
+                ),
+            ));
+        }
+        let stream_spec = &inputs[stream].spec;
+        let table_spec = &inputs[table].spec;
+        let on = stream_spec
+            .fields
+            .iter()
+            .position(|f| &f.name == j.on.get_ref())
+            .ok_or_else(|| {
+                e.at(
+                    Some(j.on.span()),
+                    format!(
+                        "[join] on = {:?} is not a field of input {:?}",
+                        j.on.get_ref(),
+                        inputs[stream].name
+                    ),
+                )
+            })?;
+        if !stream_spec.fields[on].required {
+            return Err(e.at(
+                Some(j.on.span()),
+                format!(
+                    "[join] on = {:?} must be a required field of input {:?} (a record without it could meet no version)",
+                    j.on.get_ref(),
+                    inputs[stream].name
+                ),
+            ));
+        }
+        let key_ty = table_spec.fields[table_spec.key].ty;
+        if stream_spec.fields[on].ty != key_ty {
+            return Err(e.at(
+                Some(j.on.span()),
+                format!(
+                    "[join] on = {:?} is a {} but the key of input {:?} ({:?}) is a {}; join fields of the same type",
+                    j.on.get_ref(),
+                    stream_spec.fields[on].ty.cql(),
+                    inputs[table].name,
+                    table_spec.fields[table_spec.key].name,
+                    key_ty.cql()
+                ),
+            ));
+        }
+        let inner = match j.ty.get_ref().as_str() {
+            "inner" => true,
+            "left" => false,
+            other => {
+                return Err(e.at(
+                    Some(j.ty.span()),
+                    format!("[join] type {other:?} is not known (use \"left\" or \"inner\")"),
+                ))
+            }
+        };
+        // A left join keeps every stream record: `unmatched` applies to inner joins only.
+        let unmatched = j
+            .unmatched
+            .as_ref()
+            .filter(|_| inner)
+            .map(|u| u.get_ref().clone());
+        if inner && unmatched.is_none() {
+            return Err(e.at(
+                Some(raw_join.span()),
+                "[join]: an inner join needs `unmatched = \"TABLE\"`: the stream records that meet no version are kept there, never dropped".into(),
+            ));
+        }
+
+        // The view the windows see: the stream's fields, then the table's, each named
+        // `input.field`; keyed by the join field; timed by the stream record.
+        let mut fields = Vec::new();
+        for side in [stream, table] {
+            for f in &inputs[side].spec.fields {
+                fields.push(Field {
+                    name: format!("{}.{}", inputs[side].name, f.name),
+                    path: vec![f.name.clone()],
+                    ty: f.ty,
+                    required: false,
+                    column: false,
+                });
+            }
+        }
+        let (windows, dimensions, aggregates) = parse_outputs(&raw, &fields, e)?;
+        inputs[stream].spec.windows = windows.clone();
+        let mut names: Vec<&String> = Vec::new();
+        for input in &inputs {
+            let t = &input.spec.tables;
+            names.extend([&t.rows, &t.dead_letters, &t.late]);
+        }
+        names.extend([&top.by_value, &top.by_window]);
+        names.extend(unmatched.as_ref());
+        check_table_names(names, e, raw.tables.span())?;
+
+        let s = &inputs[stream].spec;
+        Ok(DataflowSpec {
+            name,
+            topic: s.topic.clone(),
+            fields,
+            key: on,
+            event_time: s.event_time.clone(),
+            allowed_lateness_ms: s.allowed_lateness_ms,
+            idle_timeout: s.idle_timeout,
+            windows,
+            dimensions,
+            aggregates,
+            tables: s.tables.clone(),
+            path: path.to_path_buf(),
+            join: Some(Box::new(Join {
+                stream,
+                table,
+                on,
+                inner,
+                unmatched,
+                inputs,
+            })),
         })
     }
 
@@ -742,5 +1235,94 @@ mod tests {
         let broken = text.replace("size = \"5m\"", "size = \"five minutes\"");
         let e = parse(&broken).unwrap_err();
         assert!(e.to_string().contains("window \"5m\": size"), "{e}");
+    }
+
+    #[test]
+    fn a_joined_dataflow_is_a_view_over_its_inputs() {
+        let spec = DataflowSpec::load(Path::new("dataflows/user_activity.toml")).unwrap();
+        let join = spec.join.as_deref().expect("a join");
+        let (stream, table) = (&join.inputs[join.stream], &join.inputs[join.table]);
+        assert_eq!(
+            (stream.name.as_str(), table.name.as_str()),
+            ("events", "users")
+        );
+        assert_eq!(
+            (stream.kind, table.kind),
+            (InputKind::Stream, InputKind::Table)
+        );
+        assert_eq!(stream.spec.fields[join.on].name, "user_id");
+        // The view: the stream's fields, then the table's, keyed by the join field.
+        assert_eq!(
+            spec.fields.len(),
+            stream.spec.fields.len() + table.spec.fields.len()
+        );
+        assert_eq!(spec.fields[spec.key].name, "events.user_id");
+        let dimension = |i: usize| spec.fields[spec.dimensions[i]].name.as_str();
+        assert_eq!(
+            [dimension(0), dimension(1), dimension(2)],
+            ["users.nat", "users.gender", "events.type"]
+        );
+        // The stream input's offsets retire with the view's windows.
+        assert_eq!(stream.spec.windows.len(), spec.windows.len());
+        assert_eq!(spec.tables.rows, "user_events");
+        assert_eq!(table.spec.tables.rows, "created_users");
+    }
+
+    #[test]
+    fn join_errors_name_the_line_and_the_field() {
+        let text = std::fs::read_to_string("dataflows/user_activity.toml").unwrap();
+        let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+        let cases = [
+            (
+                "table = \"users\"",
+                "table = \"people\"",
+                "input \"people\", which is not declared",
+            ),
+            (
+                "on = \"user_id\"",
+                "on = \"user\"",
+                "on = \"user\" is not a field of input \"events\"",
+            ),
+            (
+                "kind = \"as_of\"",
+                "kind = \"hash\"",
+                "kind \"hash\" is not known",
+            ),
+            (
+                "stream = \"events\"",
+                "stream = \"users\"",
+                "input \"users\" is a table",
+            ),
+        ];
+        for (from, to, says) in cases {
+            let e = parse(&text.replace(from, to)).unwrap_err();
+            assert!(e.to_string().contains(says), "{from} -> {to}: {e}");
+            assert_eq!(e.line, Some(line_of(from)), "{e}");
+        }
+        // A join field of another type than the table's key.
+        let broken = text.replacen(
+            "name = \"user_id\"\ntype = \"uuid\"",
+            "name = \"user_id\"\ntype = \"bigint\"",
+            1,
+        );
+        let e = parse(&broken).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is a bigint but the key of input \"users\""),
+            "{e}"
+        );
+        // Dimensions name view fields.
+        let e = parse(&text.replace("\"users.nat\"", "\"nat\"")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("dimension \"nat\" is not a declared field"),
+            "{e}"
+        );
+        // An inner join must keep its unmatched records somewhere.
+        let broken = text
+            .replace("type = \"left\"", "type = \"inner\"")
+            .replace("unmatched = \"events_unmatched\"\n", "");
+        let e = parse(&broken).unwrap_err();
+        assert!(e.to_string().contains("needs `unmatched"), "{e}");
     }
 }

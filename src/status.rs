@@ -34,6 +34,8 @@ struct Board {
     /// Why the sink is retrying writes now, if it is.
     sink_retrying: Option<String>,
     workers: BTreeMap<usize, WorkerStatus>,
+    /// Per worker, the as-of join's state (dataflows with `[[inputs]]`).
+    joins: BTreeMap<usize, JoinState>,
     recent_rejects: VecDeque<RejectEvent>,
     recent_windows: VecDeque<WindowEvent>,
     history: VecDeque<Sample>,
@@ -339,6 +341,18 @@ impl StatusBoard {
         push_bounded(&mut board.history, sample, HISTORY);
     }
 
+    /// A worker's as-of join state: the table keys it holds and the stream records waiting
+    /// for both frontiers.
+    pub fn set_join_state(&self, worker: usize, table_keys: u64, pending_events: u64) {
+        self.lock().joins.insert(
+            worker,
+            JoinState {
+                table_keys,
+                pending_events,
+            },
+        );
+    }
+
     /// A copy of everything, with the totals.
     pub fn snapshot(&self, totals: Totals) -> Snapshot {
         Snapshot {
@@ -347,6 +361,13 @@ impl StatusBoard {
             totals,
         }
     }
+}
+
+/// One worker's as-of join state.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct JoinState {
+    table_keys: u64,
+    pending_events: u64,
 }
 
 /// Names of windows, dimensions and aggregates, for the status page.

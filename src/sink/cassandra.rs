@@ -69,6 +69,7 @@ use scylla::statement::Consistency;
 use scylla::value::CqlTimestamp;
 use tokio::sync::mpsc;
 
+use super::tables::DELETE;
 use super::{Ack, Cell, Store, TableSet};
 use crate::error::{Error, ErrorClass, FirstError, Result};
 use crate::metrics::Stats;
@@ -200,6 +201,8 @@ impl Job {
 struct Writer {
     session: Arc<Session>,
     prepared: Arc<Vec<PreparedStatement>>,
+    /// Per table: its delete by primary key (rows tables only; a table input's tombstones).
+    deletes: Arc<Vec<Option<PreparedStatement>>>,
     stats: Arc<Stats>,
     retry_timeout: Option<Duration>,
 }
@@ -207,7 +210,17 @@ struct Writer {
 impl Writer {
     /// Executes a unit, retrying transient failures; `Err` is the error for [`FirstError`].
     async fn run(&self, unit: &Unit) -> std::result::Result<(), Error> {
-        let statement = &self.prepared[unit.table];
+        let statement =
+            match (unit.table & DELETE != 0).then(|| self.deletes[unit.table & !DELETE].as_ref()) {
+                None => &self.prepared[unit.table],
+                Some(Some(delete)) => delete,
+                Some(None) => {
+                    return Err(Error::Sink(format!(
+                        "cassandra: a delete for table {} which has no delete statement",
+                        unit.table & !DELETE
+                    )))
+                }
+            };
         let rows = &unit.cut.rows;
         let batch = (rows.len() > 1).then(|| {
             let mut batch = Batch::new(BatchType::Unlogged);
@@ -558,57 +571,80 @@ impl Store for CassandraStore {
     fn prepare(&self, tables: &TableSet, failed: &FirstError) -> Result<()> {
         let ks = &self.config.keyspace;
         let session = Arc::clone(&self.session);
-        let prepared: Vec<PreparedStatement> = self.runtime.block_on(async {
-            session
-                .query_unpaged(
-                    format!(
-                        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
-                        self.config.replication
-                    ),
-                    (),
-                )
-                .await
-                .map_err(|e| cassandra_error(&format!("cannot create keyspace {ks}"), e))?;
-            let mut prepared = Vec::new();
-            for table in &tables.tables {
+        let (prepared, deletes): (Vec<PreparedStatement>, Vec<Option<PreparedStatement>>) =
+            self.runtime.block_on(async {
                 session
-                    .query_unpaged(table.cql_create(ks), ())
+                    .query_unpaged(
+                        format!(
+                            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
+                            self.config.replication
+                        ),
+                        (),
+                    )
                     .await
-                    .map_err(|e| {
-                        cassandra_error(&format!("cannot create table {ks}.{}", table.name), e)
-                    })?;
-                let insert = insert_statement(ks, table);
-                let mut statement = match session.prepare(insert.as_str()).await {
-                    Ok(statement) => statement,
-                    Err(_) => {
-                        // A table of an older Weir: add the columns it lacks (adding one that
-                        // exists fails, harmlessly), then prepare again.
-                        for (column, ty) in &table.columns {
-                            let alter = format!(
-                                "ALTER TABLE {ks}.{} ADD {column} {}",
-                                table.name,
-                                ty.cql()
-                            );
-                            if session.query_unpaged(alter, ()).await.is_ok() {
-                                tracing::info!(table = %table.name, column, "column added");
+                    .map_err(|e| cassandra_error(&format!("cannot create keyspace {ks}"), e))?;
+                let mut prepared = Vec::new();
+                let mut deletes = Vec::new();
+                for table in &tables.tables {
+                    session
+                        .query_unpaged(table.cql_create(ks), ())
+                        .await
+                        .map_err(|e| {
+                            cassandra_error(&format!("cannot create table {ks}.{}", table.name), e)
+                        })?;
+                    let insert = insert_statement(ks, table);
+                    let mut statement = match session.prepare(insert.as_str()).await {
+                        Ok(statement) => statement,
+                        Err(_) => {
+                            // A table of an older Weir: add the columns it lacks (adding one that
+                            // exists fails, harmlessly), then prepare again.
+                            for (column, ty) in &table.columns {
+                                let alter = format!(
+                                    "ALTER TABLE {ks}.{} ADD {column} {}",
+                                    table.name,
+                                    ty.cql()
+                                );
+                                if session.query_unpaged(alter, ()).await.is_ok() {
+                                    tracing::info!(table = %table.name, column, "column added");
+                                }
                             }
+                            session.prepare(insert).await.map_err(|e| {
+                                cassandra_error(
+                                    &format!("cannot prepare an insert into {}", table.name),
+                                    e,
+                                )
+                            })?
                         }
-                        session.prepare(insert).await.map_err(|e| {
-                            cassandra_error(
-                                &format!("cannot prepare an insert into {}", table.name),
-                                e,
-                            )
-                        })?
-                    }
-                };
-                // Upserts of content-keyed rows: executing one twice changes nothing, so the
-                // driver may retry it after a timeout.
-                statement.set_is_idempotent(true);
-                prepared.push(statement);
-            }
-            Ok::<_, Error>(prepared)
-        })?;
+                    };
+                    // Upserts of content-keyed rows: executing one twice changes nothing, so the
+                    // driver may retry it after a timeout.
+                    statement.set_is_idempotent(true);
+                    prepared.push(statement);
+                    // Rows tables (one key column, no clustering) can be told to delete a key.
+                    let delete = match (table.clustering.is_empty(), table.primary_key().next()) {
+                        (true, Some(key)) => {
+                            let text = format!(
+                                "DELETE FROM {ks}.{} WHERE {} = ?",
+                                table.name, table.columns[key].0
+                            );
+                            let mut delete = session.prepare(text).await.map_err(|e| {
+                                cassandra_error(
+                                    &format!("cannot prepare a delete from {}", table.name),
+                                    e,
+                                )
+                            })?;
+                            // Deleting a key twice leaves it deleted.
+                            delete.set_is_idempotent(true);
+                            Some(delete)
+                        }
+                        _ => None,
+                    };
+                    deletes.push(delete);
+                }
+                Ok::<_, Error>((prepared, deletes))
+            })?;
         let prepared = Arc::new(prepared);
+        let deletes = Arc::new(deletes);
         // Each dispatcher's share of the budget (at least one row and one byte).
         let budget = Budget {
             rows: self.config.max_in_flight_rows.div_ceil(DISPATCHERS).max(1),
@@ -620,6 +656,7 @@ impl Store for CassandraStore {
             let writer = Writer {
                 session: Arc::clone(&self.session),
                 prepared: Arc::clone(&prepared),
+                deletes: Arc::clone(&deletes),
                 stats: Arc::clone(&self.stats),
                 retry_timeout: self.config.retry_timeout,
             };
@@ -639,7 +676,19 @@ impl Store for CassandraStore {
             tracing::error!("cassandra store used before prepare");
             return;
         };
-        let units = units(table, &tables.tables[table], rows, &self.unique_chains);
+        let units = if table & DELETE != 0 {
+            // A delete's row is the key alone; its chain is the key's upserts' chain (the
+            // rows table's partition key is its one key column), so they stay in order.
+            rows.into_iter()
+                .map(|row| Cut {
+                    chain: Self::hash_columns(&row, table & !DELETE, std::iter::once(0)),
+                    bytes: row.iter().map(cell_bytes).sum::<usize>(),
+                    rows: vec![row],
+                })
+                .collect()
+        } else {
+            units(table, &tables.tables[table], rows, &self.unique_chains)
+        };
         if units.is_empty() {
             ack();
             return;

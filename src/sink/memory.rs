@@ -91,12 +91,21 @@ impl Store for MemoryStore {
             }
             return;
         }
+        let (table, delete) = (
+            table & !super::tables::DELETE,
+            table & super::tables::DELETE != 0,
+        );
         let Some(layout) = contents.tables.as_ref().map(|t| t.tables[table].clone()) else {
             return;
         };
         for row in rows {
-            let k = key(&layout, &row);
-            contents.rows[table].insert(k, row);
+            if delete {
+                // A delete's row is the key alone (the rows table's one key column).
+                contents.rows[table].remove(&format!("{:?}", row[0]));
+            } else {
+                let k = key(&layout, &row);
+                contents.rows[table].insert(k, row);
+            }
         }
         contents.writes += 1;
         drop(contents);

@@ -78,17 +78,33 @@ impl Store for NullStore {
     }
 }
 
+/// What one sink operator writes.
+pub struct Writes<'s> {
+    /// An input's records (rows, or a table input's deletes).
+    pub records: Stream<'s, u64, Vec<Record>>,
+    /// Its dead letters and late records.
+    pub rejects: Stream<'s, u64, Vec<Reject>>,
+    /// Final window results.
+    pub windows: Stream<'s, u64, Vec<WindowResult>>,
+    /// Rows of other tables, by table index (an inner join's unmatched records).
+    pub cells: Stream<'s, u64, Vec<(usize, Vec<Cell>)>>,
+}
+
 /// Renders the sink; returns the "durable" stream, which carries no data: its frontier is
 /// the durable frontier.
 pub fn render<'s>(
-    records: Stream<'s, u64, Vec<Record>>,
-    rejects: Stream<'s, u64, Vec<Reject>>,
-    windows: Stream<'s, u64, Vec<WindowResult>>,
+    writes: Writes<'s>,
     store: Arc<dyn Store>,
     tables: Arc<TableSet>,
     stats: Arc<Stats>,
     spec: &DataflowSpec,
 ) -> Stream<'s, u64, Vec<()>> {
+    let Writes {
+        records,
+        rejects,
+        windows,
+        cells,
+    } = writes;
     let scope = records.scope();
     let worker = scope.index();
     let meters: Vec<WriteMeters> = tables
@@ -111,6 +127,7 @@ pub fn render<'s>(
     let mut records_in = builder.new_input(records, Pipeline);
     let mut rejects_in = builder.new_input(rejects, Pipeline);
     let mut windows_in = builder.new_input(windows, Pipeline);
+    let mut cells_in = builder.new_input(cells, Pipeline);
     let (_output, durable) = builder.new_output::<Vec<()>>();
 
     builder.build(move |initial| {
@@ -143,7 +160,7 @@ pub fn render<'s>(
                     Arc::clone(&acked),
                     Arc::clone(&activator),
                     Arc::clone(&stats),
-                    meters[table].clone(),
+                    meters[table & !tables::DELETE].clone(),
                     in_flight_rows.clone(),
                     windows_written.clone(),
                 );
@@ -180,11 +197,32 @@ pub fn render<'s>(
                     }),
                 );
             };
+            let roles = tables.roles;
             records_in.for_each(|cap, data| {
                 let oldest_read_us = data.iter().map(|r| r.read_at_us).min().unwrap_or(0);
-                let rows = data.drain(..).map(|r| tables.into_row_cells(r)).collect();
-                let latency = Latency::Records { oldest_read_us };
-                submit(TableSet::ROWS, rows, cap.retain_least(0), latency);
+                // Upserts and a table input's deletes, in arrival order: each run of one kind
+                // is one write, and the store applies writes to a table in submission order.
+                let mut records = data.drain(..).peekable();
+                while let Some(first) = records.next() {
+                    let deleted = first.deleted;
+                    let mut run = vec![first];
+                    while let Some(next) = records.next_if(|r| r.deleted == deleted) {
+                        run.push(next);
+                    }
+                    let latency = Latency::Records { oldest_read_us };
+                    if deleted {
+                        let keys = run.iter().map(|r| tables.key_cells(r)).collect();
+                        submit(
+                            roles.rows | tables::DELETE,
+                            keys,
+                            cap.retain_least(0),
+                            latency,
+                        );
+                    } else {
+                        let rows = run.into_iter().map(|r| tables.into_row_cells(r)).collect();
+                        submit(roles.rows, rows, cap.retain_least(0), latency);
+                    }
+                }
             });
             rejects_in.for_each(|cap, data| {
                 let (mut dead, mut late) = (Vec::new(), Vec::new());
@@ -194,13 +232,19 @@ pub fn render<'s>(
                         (false, cells) => late.push(cells),
                     }
                 }
-                submit(
-                    TableSet::DEAD_LETTERS,
-                    dead,
-                    cap.retain_least(0),
-                    Latency::None,
-                );
-                submit(TableSet::LATE, late, cap.retain_least(0), Latency::None);
+                submit(roles.dead_letters, dead, cap.retain_least(0), Latency::None);
+                submit(roles.late, late, cap.retain_least(0), Latency::None);
+            });
+            // Rows for other tables (an inner join's unmatched records), by table.
+            cells_in.for_each(|cap, data| {
+                let mut by_table: std::collections::BTreeMap<usize, Vec<Vec<Cell>>> =
+                    std::collections::BTreeMap::new();
+                for (table, row) in data.drain(..) {
+                    by_table.entry(table).or_default().push(row);
+                }
+                for (table, rows) in by_table {
+                    submit(table, rows, cap.retain_least(0), Latency::None);
+                }
             });
             windows_in.for_each(|cap, data| {
                 let by_value = data.iter().map(|w| tables.by_value_cells(w)).collect();
@@ -318,9 +362,16 @@ mod tests {
                 let (records, r) = scope.new_input::<Vec<Record>>();
                 let (rejects, j) = scope.new_input::<Vec<Reject>>();
                 let (windows, w) = scope.new_input::<Vec<WindowResult>>();
+                let c = timely::dataflow::operators::generic::operator::empty(scope);
                 let tables = Arc::new(TableSet::new(&spec));
                 let store: Arc<dyn Store> = held.clone();
-                render(r, j, w, store, tables, Arc::default(), &spec).probe_with(&durable);
+                let writes = Writes {
+                    records: r,
+                    rejects: j,
+                    windows: w,
+                    cells: c,
+                };
+                render(writes, store, tables, Arc::default(), &spec).probe_with(&durable);
                 (records, rejects, windows)
             });
             let mut values = vec![Value::Null; spec.fields.len()];
@@ -332,6 +383,7 @@ mod tests {
                 event_time: 5,
                 key: Key::Uuid(7),
                 values,
+                deleted: false,
                 read_at_us: 0,
             });
             records.advance_to(10);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, ToSql};
 
+use super::tables::DELETE;
 use super::{Ack, Cell, Store, TableSet};
 use crate::error::{Error, FirstError, Result};
 use crate::progress::PartitionProgress;
@@ -153,9 +154,21 @@ impl Store for SqliteStore {
                 )
             })
             .collect();
-        for insert in &inserts {
+        // Deletes (a table input's tombstones) by primary key; only rows tables get them.
+        let deletes: Vec<String> = tables
+            .tables
+            .iter()
+            .map(|t| {
+                let key = t
+                    .primary_key()
+                    .next()
+                    .map_or("rowid", |k| t.columns[k].0.as_str());
+                format!("DELETE FROM {} WHERE {key} = ?", t.name)
+            })
+            .collect();
+        for statement in inserts.iter().chain(&deletes) {
             connection
-                .prepare_cached(insert)
+                .prepare_cached(statement)
                 .map_err(|e| sqlite_error(&self.path, e))?;
         }
         let keys: Vec<usize> = tables
@@ -180,7 +193,7 @@ impl Store for SqliteStore {
                 let _alive = writer_alive;
                 // On an error the batch is not acknowledged: the sink keeps its capabilities,
                 // no progress covers it, and the runtime returns the error.
-                if let Err(e) = write_loop(connection, &inserts, &keys, receiver) {
+                if let Err(e) = write_loop(connection, &inserts, &deletes, &keys, receiver) {
                     writer_failed.report(write_error(&path, e));
                 }
             })
@@ -333,6 +346,7 @@ const MAX_TRANSACTION_ROWS: usize = 131_072;
 fn write_loop(
     mut connection: Connection,
     inserts: &[String],
+    deletes: &[String],
     keys: &[usize],
     jobs: mpsc::Receiver<Job>,
 ) -> rusqlite::Result<()> {
@@ -348,17 +362,25 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let mut by_table: Vec<Vec<&Vec<Cell>>> = vec![Vec::new(); inserts.len()];
+        // Per table, (key cell, row, deletes); a delete's row is its key alone.
+        let mut by_table: Vec<Vec<(&Cell, &Vec<Cell>, bool)>> = vec![Vec::new(); inserts.len()];
         for job in &batch {
-            by_table[job.table].extend(&job.rows);
+            let (table, delete) = (job.table & !DELETE, job.table & DELETE != 0);
+            let key = if delete { 0 } else { keys[table] };
+            by_table[table].extend(job.rows.iter().map(|row| (&row[key], row, delete)));
         }
         let transaction = connection.transaction()?;
         for (table, rows) in by_table.iter_mut().enumerate() {
-            let key = keys[table];
-            rows.sort_by(|a, b| key_order(&a[key], &b[key]));
-            let mut statement = transaction.prepare_cached(&inserts[table])?;
-            for (i, row) in rows.iter().enumerate() {
-                statement.execute(params_from_iter(row.iter()))?;
+            // Stable: the writes of one key stay in submission order.
+            rows.sort_by(|a, b| key_order(a.0, b.0));
+            let mut insert = transaction.prepare_cached(&inserts[table])?;
+            let mut delete = transaction.prepare_cached(&deletes[table])?;
+            for (i, (key, row, deletes)) in rows.iter().enumerate() {
+                if *deletes {
+                    delete.execute([key])?;
+                } else {
+                    insert.execute(params_from_iter(row.iter()))?;
+                }
                 if table == TableSet::ROWS && i == rows.len() / 2 {
                     crate::failpoint::hit("sink.mid_batch");
                 }

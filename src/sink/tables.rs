@@ -211,10 +211,31 @@ impl Table {
 pub struct TableSet {
     /// Indexed by the constants below.
     pub tables: Vec<Table>,
+    /// The dataflow (with inputs: the join's view, which names the window rows).
     spec: DataflowSpec,
-    /// Per field: whether it is a column of the rows table.
+    /// The input whose records and rejects this set renders ([`TableSet::for_input`]).
+    input: DataflowSpec,
+    /// Per field of `input`: whether it is a column of its rows table.
     is_column: Vec<bool>,
+    /// Where `input`'s rows, dead letters and late records go.
+    pub roles: Roles,
 }
+
+/// Where one input's rows, dead letters and late records go (indices into
+/// [`TableSet::tables`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Its rows table.
+    pub rows: usize,
+    /// Its dead-letter table.
+    pub dead_letters: usize,
+    /// Its late-record table.
+    pub late: usize,
+}
+
+/// A write to `table | DELETE` deletes the rows whose primary keys it carries (each row is
+/// the key's cells), in order with the writes to `table`.
+pub const DELETE: usize = 1 << 16;
 
 /// Name of the progress table, shared by all dataflows.
 pub const PROGRESS_TABLE: &str = "weir_progress";
@@ -238,15 +259,82 @@ impl TableSet {
     /// Index of the backfill log.
     pub const BACKFILLS: usize = 6;
 
-    /// The tables of `spec`.
+    /// The tables of `spec`: for a single input, the seven tables at the indices above; with
+    /// `[[inputs]]`, those of the stream input (its rows, dead letters and late records at
+    /// [`Self::ROWS`], [`Self::DEAD_LETTERS`], [`Self::LATE`]), then the other input's three,
+    /// then the inner join's unmatched table.
     pub fn new(spec: &DataflowSpec) -> Self {
+        let Some(join) = spec.join.as_deref() else {
+            return Self::single(spec, spec);
+        };
+        let stream = &join.inputs[join.stream].spec;
+        let mut set = Self::single(spec, stream);
+        for (i, input) in join.inputs.iter().enumerate() {
+            if i == join.stream {
+                continue;
+            }
+            let own = Self::single(&input.spec, &input.spec).tables;
+            set.tables
+                .extend([Self::ROWS, Self::DEAD_LETTERS, Self::LATE].map(|role| own[role].clone()));
+        }
+        if let Some(name) = &join.unmatched {
+            let mut t = Table::new(
+                name,
+                &[
+                    ("topic", ColumnType::Text),
+                    ("kafka_partition", ColumnType::Int),
+                    ("kafka_offset", ColumnType::Bigint),
+                    ("join_key", ColumnType::Text),
+                ],
+                &["topic", "kafka_partition"],
+                &["kafka_offset"],
+            );
+            t.written_once = true;
+            set.tables.push(t);
+        }
+        set
+    }
+
+    /// The rows, dead-letter and late tables of input `input` of a dataflow with
+    /// `[[inputs]]` (the stream input's are [`Self::ROWS`], ...), rendering its records; the
+    /// set itself for a single-input dataflow.
+    pub fn for_input(&self, input: usize) -> TableSet {
+        let Some(join) = self.spec.join.as_deref() else {
+            return self.clone();
+        };
+        let spec = &join.inputs[input].spec;
+        let mut set = self.clone();
+        set.input = spec.clone();
+        set.is_column = spec.fields.iter().map(|f| f.column).collect();
+        if input != join.stream {
+            let at = Self::BACKFILLS + 1 + 3 * (input - usize::from(input > join.stream));
+            set.roles = Roles {
+                rows: at,
+                dead_letters: at + 1,
+                late: at + 2,
+            };
+        }
+        set
+    }
+
+    /// The inner join's unmatched table, if any.
+    pub fn unmatched(&self) -> Option<usize> {
+        let join = self.spec.join.as_deref()?;
+        join.unmatched
+            .as_ref()
+            .map(|_| Self::BACKFILLS + 1 + 3 * (join.inputs.len() - 1))
+    }
+
+    /// The seven tables of one input (`input`: rows, dead letters, late) and its dataflow
+    /// (`spec`: window tables).
+    fn single(spec: &DataflowSpec, input: &DataflowSpec) -> Self {
         use ColumnType::*;
-        let t = &spec.tables;
-        let row_columns: Vec<(&str, ColumnType)> = spec
+        let t = &input.tables;
+        let row_columns: Vec<(&str, ColumnType)> = input
             .columns()
             .map(|(_, f)| (f.name.as_str(), ColumnType::of(f.ty)))
             .collect();
-        let key = spec.fields[spec.key].name.as_str();
+        let key = input.fields[input.key].name.as_str();
         let aggregates: Vec<(&str, ColumnType)> = spec
             .aggregates
             .iter()
@@ -379,7 +467,13 @@ impl TableSet {
         TableSet {
             tables,
             spec: spec.clone(),
-            is_column: spec.fields.iter().map(|f| f.column).collect(),
+            input: input.clone(),
+            is_column: input.fields.iter().map(|f| f.column).collect(),
+            roles: Roles {
+                rows: Self::ROWS,
+                dead_letters: Self::DEAD_LETTERS,
+                late: Self::LATE,
+            },
         }
     }
 
@@ -400,10 +494,26 @@ impl TableSet {
             .collect()
     }
 
+    /// A deleted record's primary key, as the rows table orders its key columns (the key
+    /// field is the rows table's only key column).
+    pub fn key_cells(&self, record: &Record) -> Vec<Cell> {
+        vec![value_cell(record.values[self.input.key].clone())]
+    }
+
+    /// An unmatched stream record's row in the inner join's unmatched table.
+    pub fn unmatched_cells(&self, record: &Record, join_key: &str) -> Vec<Cell> {
+        vec![
+            Cell::Text(self.input.topic.as_str().into()),
+            Cell::Int(record.partition),
+            Cell::Bigint(record.offset),
+            Cell::Text(join_key.into()),
+        ]
+    }
+
     /// A reject's row; `true` for a dead letter, `false` for a late record.
     pub fn reject_cells(&self, reject: &Reject) -> (bool, Vec<Cell>) {
         let mut cells = vec![
-            Cell::Text(self.spec.topic.as_str().into()),
+            Cell::Text(self.input.topic.as_str().into()),
             Cell::Int(reject.partition),
             Cell::Bigint(reject.offset),
         ];
