@@ -5,21 +5,28 @@
 //! partition), folds windows into maps, and renders every row itself, as the stores' readers in
 //! this harness render cells.
 //!
-//! What it cannot know is the wording of two kinds of dead-letter reason (serde_json's parse
-//! error, and how Weir describes a wrong value): for those it gives the reason's fixed start,
-//! and [`normalize`] cuts the tables being compared to the same start (see
-//! `assert_tables_eq`). Every other cell is compared whole.
+//! A file with `[[inputs]]` and a `[join]` ([`oracle_inputs`]) is computed the same way per
+//! input; the as-of join picks, for each stream record, the table's version of its key as of
+//! its event time by a plain search over the table's history, and the windows fold the joined
+//! records.
+//!
+//! What it cannot know is the wording of three kinds of dead-letter reason (serde_json's parse
+//! error, how Weir describes a wrong value, and why a tombstone is malformed): for those it
+//! gives the reason's fixed start, and [`normalize`] cuts the tables being compared to the same
+//! start (see `assert_tables_eq`). Every other cell is compared whole.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value as Json;
 
-use super::{hex, Dataset, Tables};
+use super::{hex, Dataset, Msg, Tables};
 
 /// The largest message parsed by default (`--max-record-bytes`), as documented.
 const MAX_RECORD_BYTES: usize = 1 << 20;
 /// How much of a bad record's payload the dead-letter table keeps, as documented.
 const PAYLOAD_BYTES: usize = 4096;
+/// The fixed start of every malformed tombstone's dead-letter reason.
+const TOMBSTONE: &str = "tombstone";
 
 struct Field {
     name: String,
@@ -37,20 +44,46 @@ struct Window {
 
 struct Aggregate {
     function: String,
+    /// A field of the view.
     field: Option<usize>,
+}
+
+/// One input: a topic, its fields, its lateness and its own tables (rows, dead_letters, late).
+struct Input {
+    name: String,
+    topic: String,
+    /// `kind = "table"`: tombstones delete keys.
+    table: bool,
+    key: usize,
+    lateness: u64,
+    event_time: Option<usize>,
+    fields: Vec<Field>,
+    tables: BTreeMap<String, String>,
+}
+
+/// The as-of join of a stream input with a table input.
+struct Join {
+    stream: usize,
+    table: usize,
+    /// The stream's field holding the table's key.
+    on: usize,
+    /// `type = "inner"`: the table of stream records without a version.
+    unmatched: Option<String>,
 }
 
 /// The dataflow file, read independently.
 struct Flow {
     name: String,
-    topic: String,
-    key: usize,
-    lateness: u64,
-    event_time: Option<usize>,
-    fields: Vec<Field>,
+    inputs: Vec<Input>,
+    join: Option<Join>,
+    /// The names of the fields the windows see: a single input's field names, or for a join
+    /// `<input>.<field>` for each stream field, then each table field.
+    view: Vec<String>,
     windows: Vec<Window>,
+    /// Fields of the view.
     dimensions: Vec<usize>,
     aggregates: Vec<Aggregate>,
+    /// The window tables (by_value, by_window).
     tables: BTreeMap<String, String>,
 }
 
@@ -58,13 +91,32 @@ fn ms(text: &str) -> u64 {
     humantime::parse_duration(text).unwrap().as_millis() as u64
 }
 
-fn read_flow(path: &std::path::Path) -> Flow {
-    let text = std::fs::read_to_string(path).unwrap();
-    let raw: toml::Value = toml::from_str(&text).unwrap();
-    let s = |v: &toml::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
-    let fields: Vec<Field> = raw["fields"]
-        .as_array()
+fn text_of(v: &toml::Value, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.as_str()).map(String::from)
+}
+
+fn list(v: &toml::Value, k: &str) -> Vec<toml::Value> {
+    v.get(k)
+        .and_then(|x| x.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Table names of `[tables]`; `[tables.ttl]` changes no row.
+fn table_names(v: &toml::Value) -> BTreeMap<String, String> {
+    v.get("tables")
+        .and_then(|t| t.as_table())
         .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+/// An input from a table with `topic`, `key`, `fields`, `event_time`, `allowed_lateness` and
+/// `[tables]`: the top level of a single-input file, or one of `[[inputs]]`.
+fn read_input(v: &toml::Value, name: String) -> Input {
+    let s = text_of;
+    let fields: Vec<Field> = list(v, "fields")
         .iter()
         .map(|f| {
             let name = s(f, "name").unwrap();
@@ -82,20 +134,81 @@ fn read_flow(path: &std::path::Path) -> Flow {
         })
         .collect();
     let index = |name: &str| fields.iter().position(|f| f.name == name).unwrap();
-    let empty = Vec::new();
-    let list = |k: &str| {
-        raw.get(k)
-            .and_then(|x| x.as_array())
-            .unwrap_or(&empty)
-            .clone()
+    Input {
+        name,
+        topic: s(v, "topic").unwrap(),
+        table: s(v, "kind").as_deref() == Some("table"),
+        key: index(&s(v, "key").unwrap()),
+        lateness: ms(&s(v, "allowed_lateness").unwrap_or_else(|| "5s".into())),
+        event_time: v
+            .get("event_time")
+            .and_then(|e| s(e, "field"))
+            .map(|f| index(&f)),
+        tables: table_names(v),
+        fields,
+    }
+}
+
+fn read_flow(path: &std::path::Path) -> Flow {
+    let text = std::fs::read_to_string(path).unwrap();
+    let raw: toml::Value = toml::from_str(&text).unwrap();
+    let s = text_of;
+    let name = s(&raw, "name").unwrap();
+    let (inputs, join, view): (Vec<Input>, Option<Join>, Vec<String>) = match raw.get("inputs") {
+        None => {
+            let input = read_input(&raw, name.clone());
+            let view = input.fields.iter().map(|f| f.name.clone()).collect();
+            (vec![input], None, view)
+        }
+        Some(inputs) => {
+            let inputs: Vec<Input> = inputs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| read_input(i, s(i, "name").unwrap()))
+                .collect();
+            let j = &raw["join"];
+            assert_eq!(
+                s(j, "kind").as_deref(),
+                Some("as_of"),
+                "the oracle knows as_of joins"
+            );
+            let input = |k: &str| {
+                let name = s(j, k).unwrap();
+                inputs.iter().position(|i| i.name == name).unwrap()
+            };
+            let (stream, table) = (input("stream"), input("table"));
+            let on = s(j, "on").unwrap();
+            let join = Join {
+                stream,
+                table,
+                on: inputs[stream]
+                    .fields
+                    .iter()
+                    .position(|f| f.name == on)
+                    .unwrap(),
+                unmatched: match s(j, "type").as_deref() {
+                    Some("inner") => Some(s(j, "unmatched").unwrap()),
+                    None | Some("left") => None,
+                    Some(other) => panic!("the oracle knows no join type {other:?}"),
+                },
+            };
+            let view = [stream, table]
+                .iter()
+                .flat_map(|&i| {
+                    let input = &inputs[i];
+                    input
+                        .fields
+                        .iter()
+                        .map(move |f| format!("{}.{}", input.name, f.name))
+                })
+                .collect();
+            (inputs, Some(join), view)
+        }
     };
+    let index = |name: &str| view.iter().position(|f| f == name).unwrap();
     Flow {
-        name: s(&raw, "name").unwrap(),
-        topic: s(&raw, "topic").unwrap(),
-        key: index(&s(&raw, "key").unwrap()),
-        lateness: ms(&s(&raw, "allowed_lateness").unwrap_or_else(|| "5s".into())),
-        event_time: s(&raw["event_time"], "field").map(|f| index(&f)),
-        windows: list("windows")
+        windows: list(&raw, "windows")
             .iter()
             .map(|w| {
                 let size = ms(&s(w, "size").unwrap());
@@ -106,25 +219,22 @@ fn read_flow(path: &std::path::Path) -> Flow {
                 }
             })
             .collect(),
-        dimensions: list("dimensions")
+        dimensions: list(&raw, "dimensions")
             .iter()
             .map(|d| index(d.as_str().unwrap()))
             .collect(),
-        aggregates: list("aggregates")
+        aggregates: list(&raw, "aggregates")
             .iter()
             .map(|a| Aggregate {
                 function: s(a, "function").unwrap(),
                 field: s(a, "field").map(|f| index(&f)),
             })
             .collect(),
-        tables: raw["tables"]
-            .as_table()
-            .unwrap()
-            .iter()
-            // Table names; `[tables.ttl]` changes no row.
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect(),
-        fields,
+        tables: table_names(&raw),
+        name,
+        inputs,
+        join,
+        view,
     }
 }
 
@@ -148,6 +258,15 @@ impl V {
             V::Int(i) | V::Time(i) => i.to_string(),
             V::Float(f) => f.to_string(),
             V::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// As a key: text and integers only.
+    fn key(&self) -> Option<String> {
+        match self {
+            V::Text(s) => Some(s.clone()),
+            V::Int(i) => Some(i.to_string()),
+            _ => None,
         }
     }
 }
@@ -183,13 +302,27 @@ fn convert(json: &Json, ty: &str) -> Option<V> {
     }
 }
 
-/// What a message is: a record (event time, key, values), or a dead letter (kind, reason).
+/// What a message is: a record (event time, key, values; no values for a tombstone), or a
+/// dead letter (kind, reason).
 enum Parsed {
-    Record(u64, String, Vec<V>),
+    Record(u64, String, Option<Vec<V>>),
     Dead(&'static str, String),
 }
 
-fn parse(flow: &Flow, payload: &[u8], timestamp: Option<i64>) -> Parsed {
+/// An event time in the documented range (1970 to the end of 9999).
+fn event_time_in_range(event_time: i64) -> Result<u64, Parsed> {
+    let Ok(event_time) = u64::try_from(event_time) else {
+        let detail = format!("event time {event_time} is before 1970");
+        return Err(Parsed::Dead("bad_event_time", detail));
+    };
+    if event_time > 253_402_300_799_999 {
+        let detail = format!("event time {event_time} is after 9999-12-31");
+        return Err(Parsed::Dead("bad_event_time", detail));
+    }
+    Ok(event_time)
+}
+
+fn parse(input: &Input, payload: &[u8], timestamp: Option<i64>) -> Parsed {
     if payload.len() > MAX_RECORD_BYTES {
         let detail = format!(
             "oversized: {} bytes, the limit is {MAX_RECORD_BYTES}",
@@ -215,7 +348,7 @@ fn parse(flow: &Flow, payload: &[u8], timestamp: Option<i64>) -> Parsed {
         Ok(_) => return Parsed::Dead("malformed", "malformed JSON: not an object".into()),
     };
     let mut values = Vec::new();
-    for field in &flow.fields {
+    for field in &input.fields {
         let mut at = Some(&json);
         for step in &field.path {
             at = match at {
@@ -239,31 +372,51 @@ fn parse(flow: &Flow, payload: &[u8], timestamp: Option<i64>) -> Parsed {
         }
         values.push(value);
     }
-    let event_time = match flow.event_time {
+    let event_time = match input.event_time {
         Some(i) => match values[i] {
             V::Time(t) | V::Int(t) => t,
-            _ => return Parsed::Dead("missing_field", missing(&flow.fields[i].name)),
+            _ => return Parsed::Dead("missing_field", missing(&input.fields[i].name)),
         },
         None => match timestamp {
             Some(t) => t,
             None => return Parsed::Dead("bad_event_time", "the message has no timestamp".into()),
         },
     };
-    let Ok(event_time) = u64::try_from(event_time) else {
-        let detail = format!("event time {event_time} is before 1970");
-        return Parsed::Dead("bad_event_time", detail);
+    let event_time = match event_time_in_range(event_time) {
+        Ok(t) => t,
+        Err(dead) => return dead,
     };
-    // The documented latest event time: the end of year 9999.
-    if event_time > 253_402_300_799_999 {
-        let detail = format!("event time {event_time} is after 9999-12-31");
-        return Parsed::Dead("bad_event_time", detail);
+    let Some(key) = values[input.key].key() else {
+        return Parsed::Dead("missing_field", missing(&input.fields[input.key].name));
+    };
+    Parsed::Record(event_time, key, Some(values))
+}
+
+/// A tombstone of a table input: its key (the Kafka key's text as the key field's type,
+/// rendered as the key column) and its event time (the message timestamp).
+///
+/// One without a key, with a key that is not UTF-8 text of the key's type, or without a
+/// timestamp is a dead letter of kind `malformed` whose reason starts with "tombstone" (the
+/// rest is Weir's wording); its payload cells are those of an empty payload (`""`, `0`). A
+/// timestamp outside 1970..=9999 is a `bad_event_time` dead letter worded as a record's.
+fn parse_tombstone(input: &Input, m: &Msg) -> Parsed {
+    let malformed = || Parsed::Dead("malformed", TOMBSTONE.into());
+    let Some(key) = m
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| convert(&Json::String(k.into()), &input.fields[input.key].ty))
+        .and_then(|k| k.key())
+    else {
+        return malformed();
+    };
+    let Some(t) = m.timestamp else {
+        return malformed();
+    };
+    match event_time_in_range(t) {
+        Ok(t) => Parsed::Record(t, key, None),
+        Err(dead) => dead,
     }
-    let key = match &values[flow.key] {
-        V::Text(s) => s.clone(),
-        V::Int(i) => i.to_string(),
-        _ => return Parsed::Dead("missing_field", missing(&flow.fields[flow.key].name)),
-    };
-    Parsed::Record(event_time, key, values)
 }
 
 fn missing(name: &str) -> String {
@@ -280,6 +433,9 @@ pub fn normalize(cell: &str) -> String {
             return cell[..at + ", found".len()].to_string();
         }
     }
+    if cell.starts_with(TOMBSTONE) {
+        return TOMBSTONE.into();
+    }
     cell.to_string()
 }
 
@@ -290,29 +446,45 @@ fn day(ms: u64) -> String {
         .to_string()
 }
 
-/// (window, start, dimension, label) -> (distinct keys, records, numbers per aggregate).
-type Cells = BTreeMap<(usize, u64, usize, String), (HashSet<String>, i64, Vec<Vec<f64>>)>;
+/// A good (not dead, not late) record or tombstone of an input.
+struct Good {
+    partition: i32,
+    offset: i64,
+    event_time: u64,
+    key: String,
+    /// `None`: a tombstone.
+    values: Option<Vec<V>>,
+}
 
-/// The tables (all but progress) of one uninterrupted run of `spec`'s file over `data`.
-pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
-    let flow = read_flow(&spec.path);
-    let table = |k: &str| flow.tables[k].clone();
-    let mut out: Tables = ["rows", "by_value", "by_window", "dead_letters", "late"]
-        .iter()
-        .map(|k| (table(k), BTreeSet::new()))
-        .collect();
+/// Reads one input: fills its rows, dead-letter and late tables in `out` and returns its good
+/// records (and, for a table input, tombstones), partitions in order, each in offset order.
+///
+/// A message with a null value is a tombstone on a table input only; on a stream input it is
+/// what it is today, an empty payload (a `malformed` dead letter). A good tombstone deletes its
+/// key's row; a late one is a row of the late table like a late record (event time, watermark,
+/// payload `""`, length `0`) and deletes nothing. Tombstones move the watermark like records.
+fn read_messages(input: &Input, data: &Dataset, out: &mut Tables) -> Vec<Good> {
+    let table = |k: &str| input.tables[k].clone();
+    for k in ["rows", "dead_letters", "late"] {
+        out.entry(table(k)).or_default();
+    }
     let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut cells: Cells = BTreeMap::new();
+    let mut good = Vec::new();
     for (partition, messages) in data {
         let mut latest: Option<u64> = None;
         for m in messages {
             let kept = hex(&m.payload[..m.payload.len().min(PAYLOAD_BYTES)]);
             let position = [
-                flow.topic.clone(),
+                input.topic.clone(),
                 partition.to_string(),
                 m.offset.to_string(),
             ];
-            let (t, key, values) = match parse(&flow, &m.payload, m.timestamp) {
+            let parsed = if input.table && m.tombstone {
+                parse_tombstone(input, m)
+            } else {
+                parse(input, &m.payload, m.timestamp)
+            };
+            let (t, key, values) = match parsed {
                 Parsed::Dead(kind, reason) => {
                     let mut row = position.to_vec();
                     row.extend([kind.into(), reason, kept, m.payload.len().to_string()]);
@@ -323,7 +495,7 @@ pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
             };
             // The watermark before this record: the largest earlier event time, less the
             // allowed lateness (0 before any).
-            let watermark = latest.map_or(0, |l| l.saturating_sub(flow.lateness));
+            let watermark = latest.map_or(0, |l| l.saturating_sub(input.lateness));
             latest = Some(latest.map_or(t, |l| l.max(t)));
             if t < watermark {
                 let mut row = position.to_vec();
@@ -336,50 +508,82 @@ pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
                 out.get_mut(&table("late")).unwrap().insert(row);
                 continue;
             }
-            let row = flow
-                .fields
-                .iter()
-                .zip(&values)
-                .filter(|(f, _)| f.column)
-                .map(|(_, v)| v.render())
-                .collect();
-            rows.insert(key.clone(), row);
-            for (w, window) in flow.windows.iter().enumerate() {
-                let mut start = t - t % window.slide;
-                loop {
-                    if t < start + window.size {
-                        for (d, field) in flow.dimensions.iter().enumerate() {
-                            let cell = cells
-                                .entry((w, start, d, values[*field].render()))
-                                .or_insert_with(|| {
-                                    (HashSet::new(), 0, vec![Vec::new(); flow.aggregates.len()])
-                                });
-                            cell.0.insert(key.clone());
-                            cell.1 += 1;
-                            for (a, aggregate) in flow.aggregates.iter().enumerate() {
-                                let number = aggregate.field.and_then(|f| match values[f] {
-                                    V::Int(i) => Some(i as f64),
-                                    V::Float(x) => Some(x),
-                                    _ => None,
-                                });
-                                cell.2[a].extend(number);
-                            }
-                        }
-                    }
-                    if start < window.slide {
-                        break;
-                    }
-                    start -= window.slide;
-                    if start + window.size <= t {
-                        break;
-                    }
+            match &values {
+                Some(values) => {
+                    let row = input
+                        .fields
+                        .iter()
+                        .zip(values)
+                        .filter(|(f, _)| f.column)
+                        .map(|(_, v)| v.render())
+                        .collect();
+                    rows.insert(key.clone(), row);
+                }
+                None => {
+                    rows.remove(&key);
                 }
             }
+            good.push(Good {
+                partition: *partition,
+                offset: m.offset,
+                event_time: t,
+                key,
+                values,
+            });
         }
     }
     out.get_mut(&table("rows"))
         .unwrap()
         .extend(rows.into_values());
+    good
+}
+
+/// (window, start, dimension, label) -> (distinct keys, records, numbers per aggregate).
+type Cells = BTreeMap<(usize, u64, usize, String), (HashSet<String>, i64, Vec<Vec<f64>>)>;
+
+/// Folds one record of the view (event time `t`, `key`, the view's `values`) into every window
+/// containing `t`. A null key (a join field without a value) counts in no distinct count, as
+/// SQL's `count(DISTINCT ...)` ignores nulls.
+fn fold(flow: &Flow, cells: &mut Cells, t: u64, key: Option<&str>, values: &[V]) {
+    for (w, window) in flow.windows.iter().enumerate() {
+        let mut start = t - t % window.slide;
+        loop {
+            if t < start + window.size {
+                for (d, field) in flow.dimensions.iter().enumerate() {
+                    let cell = cells
+                        .entry((w, start, d, values[*field].render()))
+                        .or_insert_with(|| {
+                            (HashSet::new(), 0, vec![Vec::new(); flow.aggregates.len()])
+                        });
+                    cell.0.extend(key.map(String::from));
+                    cell.1 += 1;
+                    for (a, aggregate) in flow.aggregates.iter().enumerate() {
+                        let number = aggregate.field.and_then(|f| match values[f] {
+                            V::Int(i) => Some(i as f64),
+                            V::Float(x) => Some(x),
+                            _ => None,
+                        });
+                        cell.2[a].extend(number);
+                    }
+                }
+            }
+            if start < window.slide {
+                break;
+            }
+            start -= window.slide;
+            if start + window.size <= t {
+                break;
+            }
+        }
+    }
+}
+
+/// The by_value and by_window rows of the folded windows.
+fn render_windows(flow: &Flow, cells: Cells, out: &mut Tables) {
+    let table = |k: &str| flow.tables[k].clone();
+    for k in ["by_value", "by_window"] {
+        out.entry(table(k)).or_default();
+    }
     for ((w, start, d, label), (keys, records, numbers)) in cells {
         let window = &flow.windows[w];
         let end = start + window.size;
@@ -403,7 +607,7 @@ pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
                 }
             })
             .collect();
-        let dimension = flow.fields[flow.dimensions[d]].name.clone();
+        let dimension = flow.view[flow.dimensions[d]].clone();
         let mut by_value = vec![
             flow.name.clone(),
             window.name.clone(),
@@ -426,5 +630,86 @@ pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
         by_window.extend(aggregates);
         out.get_mut(&table("by_window")).unwrap().insert(by_window);
     }
+}
+
+/// The tables of one uninterrupted run of `flow` over each topic's messages.
+fn run(flow: &Flow, topics: &BTreeMap<&str, &Dataset>) -> Tables {
+    let mut out = Tables::new();
+    let empty = Dataset::new();
+    let data = |input: &Input| topics.get(input.topic.as_str()).copied().unwrap_or(&empty);
+    let mut cells = Cells::new();
+    match &flow.join {
+        None => {
+            let input = &flow.inputs[0];
+            for g in read_messages(input, data(input), &mut out) {
+                let values = g.values.expect("a stream input has no tombstones");
+                fold(flow, &mut cells, g.event_time, Some(&g.key), &values);
+            }
+        }
+        Some(join) => {
+            let (stream, table) = (&flow.inputs[join.stream], &flow.inputs[join.table]);
+            // Key -> its history: (event time, partition, offset, values or None for a
+            // tombstone).
+            type Version = (u64, i32, i64, Option<Vec<V>>);
+            let mut history: HashMap<String, Vec<Version>> = HashMap::new();
+            for g in read_messages(table, data(table), &mut out) {
+                let version = (g.event_time, g.partition, g.offset, g.values);
+                history.entry(g.key).or_default().push(version);
+            }
+            if let Some(unmatched) = &join.unmatched {
+                out.entry(unmatched.clone()).or_default();
+            }
+            let nulls = vec![V::Null; table.fields.len()];
+            for g in read_messages(stream, data(stream), &mut out) {
+                let values = g.values.expect("a stream input has no tombstones");
+                let t = g.event_time;
+                let key = values[join.on].key();
+                // The version as of t: the latest at or before t by (event time, partition,
+                // offset); a tombstone there means none.
+                let version = key
+                    .as_ref()
+                    .and_then(|k| history.get(k))
+                    .and_then(|versions| {
+                        versions
+                            .iter()
+                            .filter(|v| v.0 <= t)
+                            .max_by_key(|v| (v.0, v.1, v.2))
+                    })
+                    .and_then(|v| v.3.as_ref());
+                if version.is_none() {
+                    if let Some(unmatched) = &join.unmatched {
+                        out.get_mut(unmatched).unwrap().insert(vec![
+                            stream.topic.clone(),
+                            g.partition.to_string(),
+                            g.offset.to_string(),
+                            key.clone().unwrap_or_default(),
+                        ]);
+                        continue;
+                    }
+                }
+                let mut view = values;
+                view.extend_from_slice(version.unwrap_or(&nulls));
+                fold(flow, &mut cells, t, key.as_deref(), &view);
+            }
+        }
+    }
+    render_windows(flow, cells, &mut out);
     out
+}
+
+/// The tables (all but progress) of one uninterrupted run of `spec`'s file over `data`.
+pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
+    let flow = read_flow(&spec.path);
+    let topic = flow.inputs[0].topic.as_str();
+    run(&flow, &BTreeMap::from([(topic, data)]))
+}
+
+/// The tables (all but progress) of one uninterrupted, sequential run of the dataflow file at
+/// `path` (single-input, or `[[inputs]]` with an as-of `[join]`) over each topic's messages
+/// (topic -> data set; a topic not given has no messages): each input's rows, dead letters and
+/// late records, the join's unmatched records (inner joins), and the window tables of the
+/// joined view.
+pub fn oracle_inputs(path: &std::path::Path, inputs: &BTreeMap<String, Dataset>) -> Tables {
+    let topics = inputs.iter().map(|(t, d)| (t.as_str(), d)).collect();
+    run(&read_flow(path), &topics)
 }

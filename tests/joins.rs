@@ -1,0 +1,147 @@
+//! Joins in-process: `dataflows/user_activity.toml` (events joined as of their time with the
+//! users table, tombstones deleting users) over two in-memory topics from the built-in
+//! generator, into an in-memory store, at 1, 2 and 4 workers and as 2 timely processes x 2
+//! workers; every table equals the oracle's (`common::oracle_inputs`, which shares no code
+//! with Weir) and is identical at every shape.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::in_process::{run, run_cluster, tables_of, topic_of};
+use common::{Dataset, Tables};
+use weir::sink::memory::MemoryStore;
+use weir::source::memory::MemoryTopic;
+
+const SPEC: &str = "dataflows/user_activity.toml";
+
+/// Users (with tombstones, duplicates, late and malformed ones) and the events that refer to
+/// them, from the generator: topic -> data set.
+fn inputs(seed: u64) -> BTreeMap<String, Dataset> {
+    let mut users = common::generator(seed, 3, 1_500, 200.0);
+    users.tombstones_per_mille = 30;
+    let events = users.for_topic("user_events").expect("the events topic");
+    BTreeMap::from([
+        ("users_created".to_string(), common::generated(&users)),
+        ("user_events".to_string(), common::generated(&events)),
+    ])
+}
+
+/// The events topic, with the users topic as its sibling.
+fn topic(inputs: &BTreeMap<String, Dataset>) -> MemoryTopic {
+    let events = topic_of(&inputs["user_events"]);
+    events.add_sibling("users_created", topic_of(&inputs["users_created"]));
+    events
+}
+
+#[test]
+fn an_as_of_join_with_tombstones_equals_the_oracle_at_every_shape() {
+    let spec = common::spec(SPEC);
+    let data = inputs(21);
+    let tombstones = data["users_created"]
+        .values()
+        .flatten()
+        .filter(|m| m.tombstone)
+        .count();
+    assert!(
+        tombstones > 10,
+        "the users topic has tombstones: {tombstones}"
+    );
+    let expected = common::oracle_inputs(std::path::Path::new(SPEC), &data);
+    // The data exercises the join: events that met a user, and events that met none (before
+    // the user's row, after a delete, or of an unknown user), in the window tables.
+    let by_value = &expected["activity_by_value"];
+    let nats = |null: bool| {
+        by_value
+            .iter()
+            .filter(|r| r[2] == "users.nat" && (r[3] == "null") == null)
+            .count()
+    };
+    assert!(
+        nats(false) > 20 && nats(true) > 0,
+        "joined {} / unmatched {}",
+        nats(false),
+        nats(true)
+    );
+    for table in [
+        "created_users",
+        "user_events",
+        "users_dead_letters",
+        "events_late_records",
+    ] {
+        assert!(!expected[table].is_empty(), "the oracle's {table} is empty");
+    }
+
+    let mut first: Option<Tables> = None;
+    for workers in [1, 2, 4] {
+        let store = MemoryStore::new();
+        let summary = run(&spec, &topic(&data), &store, workers)
+            .unwrap_or_else(|e| panic!("-w {workers}: {e}"));
+        assert!(!summary.stopped);
+        let tables = tables_of(&store, &spec);
+        common::assert_tables_eq(&expected, &tables, &format!("joins, -w {workers}"));
+        match &first {
+            None => first = Some(tables),
+            Some(first) => assert!(*first == tables, "-w {workers}: tables differ from -w 1"),
+        }
+        // Each input stores its own progress, under its own source.
+        for (source, topic) in [
+            ("memory", "user_events"),
+            ("memory:users_created", "users_created"),
+        ] {
+            let progress = weir::sink::Store::read_progress(&store, &spec.name, source).unwrap();
+            assert_eq!(
+                progress.len(),
+                3,
+                "-w {workers}: {source}: a record per partition"
+            );
+            for p in progress {
+                assert_eq!(
+                    p.resume_offset,
+                    data[topic][&p.partition].len() as i64,
+                    "-w {workers}: {source} partition {} resumes after its end",
+                    p.partition
+                );
+            }
+        }
+    }
+    let store = MemoryStore::new();
+    for result in run_cluster(&spec, &topic(&data), &store, 2, 2)
+        .join()
+        .expect("the cluster")
+    {
+        result.unwrap_or_else(|e| panic!("2 processes x -w 2: {e}"));
+    }
+    let tables = tables_of(&store, &spec);
+    common::assert_tables_eq(&expected, &tables, "joins, 2 processes x -w 2");
+    assert!(
+        first.as_ref() == Some(&tables),
+        "2 processes x -w 2: tables differ from -w 1"
+    );
+}
+
+#[test]
+fn an_inner_join_keeps_its_unmatched_events_in_their_own_table() {
+    let text = std::fs::read_to_string(SPEC).unwrap();
+    let inner = text.replace("type = \"left\"", "type = \"inner\"");
+    let dir = tempfile_dir();
+    let path = dir.join("inner.toml");
+    std::fs::write(&path, inner).unwrap();
+    let spec = weir::spec::DataflowSpec::load(&path).unwrap();
+    let data = inputs(22);
+    let expected = common::oracle_inputs(&path, &data);
+    assert!(
+        expected["events_unmatched"].len() > 5,
+        "events with no user as of their time: {}",
+        expected["events_unmatched"].len()
+    );
+    let store = MemoryStore::new();
+    run(&spec, &topic(&data), &store, 2).unwrap_or_else(|e| panic!("{e}"));
+    common::assert_tables_eq(&expected, &tables_of(&store, &spec), "inner join, -w 2");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-joins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
