@@ -154,16 +154,42 @@ fn check(files: &[std::path::PathBuf], against: Option<&str>, keyspace: &str) ->
                     Err(e) => return fail(&e),
                 }
             }
-            Ok(spec) => println!(
-                "{}: ok (dataflow {}, topic {}, {} fields, {} windows, {} dimensions, {} aggregates)",
-                file.display(),
-                spec.name,
-                spec.topic,
-                spec.fields.len(),
-                spec.windows.len(),
-                spec.dimensions.len(),
-                spec.aggregates.len()
-            ),
+            Ok(spec) => {
+                let reads = match spec.join.as_deref() {
+                    None => format!("topic {}", spec.topic),
+                    Some(join) => {
+                        let inputs: Vec<String> = join
+                            .inputs
+                            .iter()
+                            .map(|i| {
+                                format!(
+                                    "{} ({} of topic {})",
+                                    i.name,
+                                    i.kind.as_str(),
+                                    i.spec.topic
+                                )
+                            })
+                            .collect();
+                        let stream = &join.inputs[join.stream];
+                        format!(
+                            "inputs {}, {} as-of join on {}.{}",
+                            inputs.join(" and "),
+                            if join.inner { "an inner" } else { "a left" },
+                            stream.name,
+                            stream.spec.fields[join.on].name
+                        )
+                    }
+                };
+                println!(
+                    "{}: ok (dataflow {}, {reads}, {} fields, {} windows, {} dimensions, {} aggregates)",
+                    file.display(),
+                    spec.name,
+                    spec.fields.len(),
+                    spec.windows.len(),
+                    spec.dimensions.len(),
+                    spec.aggregates.len()
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;
