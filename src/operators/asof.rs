@@ -276,6 +276,9 @@ where
                                 } else {
                                     unmatched += 1;
                                 }
+                                // A kill here: some results of this time are downstream,
+                                // none is durable; the replay recomputes them all.
+                                crate::failpoint::hit("join.emit");
                                 session.give((event, version));
                             }
                             gauges.matched.fetch_add(matched, Ordering::Relaxed);
