@@ -7,7 +7,7 @@
 //! durable, others not), `sink.after_data_write` (a write durable, its progress not yet
 //! written), `progress.before_write`, `progress.after_write` (progress durable, not yet
 //! committed to Kafka), `progress.before_commit` (the Kafka consumer-group commit about to be
-//! sent), `join.emit` (inside the as-of join, some results of a time emitted). Before it kills, a failpoint says so on stderr (`failpoint NAME: killing the
+//! sent), `join.emit` (inside the as-of or interval join, some results of a time emitted). Before it kills, a failpoint says so on stderr (`failpoint NAME: killing the
 //! process`), so that tests can tell its kill from their own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

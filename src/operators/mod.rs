@@ -4,6 +4,7 @@
 //! - [`flow`]: how far a source may run ahead of the windows and of the store.
 //! - [`control`]: the cluster's control channel (stop requests, and safe points reached).
 //! - [`asof`]: the as-of join of a stream with a table (an arrangement), frontier-gated.
+//! - [`interval`]: the interval join of two streams, frontier-gated, state bounded by the interval.
 //!
 //! Parsing and lateness happen in the source operator ([`crate::source`]), because lateness is
 //! decided per partition in partition order. Progress, the stage after the sink, is
@@ -12,4 +13,5 @@
 pub mod asof;
 pub mod control;
 pub mod flow;
+pub mod interval;
 pub mod window;
