@@ -170,9 +170,15 @@ fn check(files: &[std::path::PathBuf], against: Option<&str>, keyspace: &str) ->
                                 )
                             })
                             .collect();
-                        let stream = &join.inputs[join.stream];
+                        let stream = &join.inputs[join.left];
+                        let kind = match join.kind {
+                            weir::spec::JoinKind::AsOf => "as-of".to_string(),
+                            weir::spec::JoinKind::Interval { lower_ms, upper_ms } => {
+                                format!("interval [{lower_ms} ms, {upper_ms} ms]")
+                            }
+                        };
                         format!(
-                            "inputs {}, {} as-of join on {}.{}",
+                            "inputs {}, {} {kind} join on {}.{}",
                             inputs.join(" and "),
                             if join.inner { "an inner" } else { "a left" },
                             stream.name,

@@ -39,12 +39,13 @@ use crate::metrics::{PartitionLabels, Stats, WorkerLabels};
 use crate::operators::asof::JoinGauges;
 use crate::operators::control::Control;
 use crate::operators::flow::FlowControl;
+use crate::operators::interval::IntervalGauges;
 use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSettings};
 use crate::resume::Plan;
 use crate::schema::Schema;
 use crate::sink::{Store, TableSet};
 use crate::source::{Committer, Input, SourceParts, StartAt};
-use crate::spec::{DataflowSpec, InputKind, Join};
+use crate::spec::{DataflowSpec, InputKind, Join, JoinKind};
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concatenate;
@@ -147,15 +148,15 @@ pub fn run(engine: Engine) -> Result<Summary> {
         None => opened.push((0, spec.clone(), None, input)),
         Some(join) => {
             for (i, side) in join.inputs.iter().enumerate() {
-                if i != join.stream {
+                if i != join.left {
                     let other = input.for_topic(&side.spec.topic)?;
                     opened.push((i, side.spec.clone(), Some(side.kind), other));
                 }
             }
-            let stream = &join.inputs[join.stream];
+            let stream = &join.inputs[join.left];
             opened.insert(
                 0,
-                (join.stream, stream.spec.clone(), Some(stream.kind), input),
+                (join.left, stream.spec.clone(), Some(stream.kind), input),
             );
         }
     }
@@ -559,7 +560,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     let (events, progress_events) = mpsc::channel();
     // Built first on every worker, so that its dataflow has the same identity everywhere.
     let mut control = Control::new(worker);
-    let gauges = Arc::new(JoinGauges::default());
+    let gauges = Gauges::default();
     worker.dataflow::<u64, _, _>(|scope| {
         let mut sources = Vec::new();
         for (side, reader) in shared.sides.iter().zip(readers) {
@@ -592,7 +593,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
                     sources[1].0.joinable.clone(),
                     &shared.spec,
                     join,
-                    Arc::clone(&gauges),
+                    &gauges,
                 );
                 let tables = Arc::clone(&shared.sides[0].tables);
                 let cells = tables.unmatched().map(|table| {
@@ -699,11 +700,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
             published = Some(Instant::now());
             publish_frontiers(shared, index, &source_probe, &durable_probe);
             if shared.spec.join.is_some() {
-                shared.stats.status.set_join_state(
-                    index,
-                    gauges.table_keys.load(Ordering::Relaxed),
-                    gauges.pending_events.load(Ordering::Relaxed),
-                );
+                let (kept, pending) = gauges.state();
+                shared.stats.status.set_join_state(index, kept, pending);
+                let labels = WorkerLabels { worker: index };
+                let metrics = &shared.stats.metrics;
+                metrics.join_kept.get_or_create(&labels).set(kept as i64);
+                metrics
+                    .join_pending
+                    .get_or_create(&labels)
+                    .set(pending as i64);
             }
         }
         // A stop requested in any process reaches every worker of the cluster.
@@ -751,28 +756,75 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     Ok(stopping)
 }
 
-/// The join's view ([`crate::operators::asof`]): each stream record meets the table's version
-/// of its join key as of its event time. Returns the joined records projected for the windows
-/// (the view's fields: the stream's, then the table's, nulls where no version matched in a
-/// left join), and an inner join's unmatched stream records with their join key's text.
+/// One worker's join gauges (whichever join the dataflow has).
+#[derive(Default)]
+struct Gauges {
+    as_of: Arc<JoinGauges>,
+    interval: Arc<IntervalGauges>,
+}
+
+impl Gauges {
+    /// (keys or records kept for the right side, left records waiting for the frontiers).
+    fn state(&self) -> (u64, u64) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        (
+            load(&self.as_of.table_keys) + load(&self.interval.right_kept),
+            load(&self.as_of.pending_events) + load(&self.interval.left_pending),
+        )
+    }
+}
+
+/// The join's view: each left record meets the right input's version of its key as of its
+/// event time ([`crate::operators::asof`]), or the right records of its key within the
+/// interval ([`crate::operators::interval`]: one joined record per match). Returns the joined
+/// records projected for the windows (the view's fields: the left's, then the right's, nulls
+/// where nothing matched in a left join), and an inner join's unmatched left records with
+/// their join key's text.
 fn join_view<'s>(
-    stream: Stream<'s, u64, Vec<Record>>,
-    table: Stream<'s, u64, Vec<Record>>,
+    left: Stream<'s, u64, Vec<Record>>,
+    right: Stream<'s, u64, Vec<Record>>,
     view: &DataflowSpec,
     join: &Join,
-    gauges: Arc<JoinGauges>,
+    gauges: &Gauges,
 ) -> JoinStreams<'s> {
-    let on = join.on;
-    let events = stream.map(move |r: Record| (join_key(&r.values[on]), r.event_time, r));
-    let changes = table.map(|r: Record| TableChange {
-        key: r.key,
-        time: r.event_time,
-        order: (r.partition, r.offset),
-        row: (!r.deleted).then_some(Row(r.values)),
-    });
-    let joined = crate::operators::asof::render(events, changes, Key::route, gauges);
+    let (on, right_on) = (join.on, join.right_on);
+    let left = selected(left, join.inputs[join.left].select.clone());
+    let right = selected(right, join.inputs[join.right].select.clone());
+    let events = left.map(move |r: Record| (join_key(&r.values[on]), r.event_time, r));
+    let joined: Stream<'s, u64, Vec<(Record, Option<Row>)>> = match join.kind {
+        JoinKind::AsOf => {
+            let changes = right.map(|r: Record| TableChange {
+                key: r.key,
+                time: r.event_time,
+                order: (r.partition, r.offset),
+                row: (!r.deleted).then_some(Row(r.values)),
+            });
+            crate::operators::asof::render(events, changes, Key::route, Arc::clone(&gauges.as_of))
+        }
+        JoinKind::Interval { lower_ms, upper_ms } => {
+            let records = right.flat_map(move |r: Record| {
+                join_key(&r.values[right_on]).map(|k| (k, r.event_time, Row(r.values)))
+            });
+            crate::operators::interval::render(
+                events,
+                records,
+                (lower_ms, upper_ms),
+                Key::route,
+                Arc::clone(&gauges.interval),
+            )
+            .flat_map(|(event, matches): (Record, Vec<Row>)| {
+                if matches.is_empty() {
+                    return vec![(event, None)];
+                }
+                matches
+                    .into_iter()
+                    .map(|row| (event.clone(), Some(row)))
+                    .collect()
+            })
+        }
+    };
     let (view, inner) = (view.clone(), join.inner);
-    let width = join.inputs[join.table].spec.fields.len();
+    let width = join.inputs[join.right].spec.fields.len();
     let observations = joined
         .clone()
         .flat_map(move |(event, row): (Record, Option<Row>)| {
@@ -799,6 +851,24 @@ fn join_view<'s>(
         })
     });
     (observations, unmatched)
+}
+
+/// The records an input's `select` lets take part in the join (all when it has none).
+fn selected<'s>(
+    records: Stream<'s, u64, Vec<Record>>,
+    select: Option<crate::spec::Select>,
+) -> Stream<'s, u64, Vec<Record>> {
+    match select {
+        None => records,
+        Some(select) => records.flat_map(move |r: Record| {
+            let label = r.values[select.field].label();
+            select
+                .values
+                .iter()
+                .any(|v| v.as_str() == label)
+                .then_some(r)
+        }),
+    }
 }
 
 /// The joined records for the windows, and the unmatched stream records with their key.

@@ -252,6 +252,9 @@ pub struct DataflowSpec {
     /// join field, and its windows, dimensions and aggregates are over the joined records;
     /// its topic and rows, dead-letter and late tables are the stream input's.
     pub join: Option<Box<Join>>,
+    /// Its records' windows are final this long after their event time: an interval join's
+    /// right input, whose records count in the windows of left records up to `-lower` later.
+    pub retire_after_ms: u64,
 }
 
 /// What an input is.
@@ -283,24 +286,57 @@ pub struct Input {
     /// Stream or table.
     pub kind: InputKind,
     /// It as a single-input dataflow: topic, schema, key, event time, lateness, and its rows,
-    /// dead-letter and late tables (the stream input also carries the windows, which decide
-    /// when its offsets retire).
+    /// dead-letter and late tables (the inputs that are not tables also carry the windows,
+    /// which decide when their offsets retire).
     pub spec: DataflowSpec,
+    /// Only these records take part in the join (all are rows, dead letters or late records
+    /// as usual).
+    pub select: Option<Select>,
 }
 
-/// An as-of join of a stream input with a table input (see [`crate::operators::asof`]).
+/// `select = { field = "type", values = ["purchase"] }`: the records whose field, as a label
+/// (text as is, numbers in decimal, null as `null`), is one of the values.
+#[derive(Clone, Debug)]
+pub struct Select {
+    /// Index into the input's fields.
+    pub field: usize,
+    /// The labels that take part.
+    pub values: Vec<String>,
+}
+
+/// How two inputs meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Each stream record meets the table's version of its key as of its event time
+    /// ([`crate::operators::asof`]).
+    AsOf,
+    /// Each left record meets the right records of its key whose event time is within
+    /// `[left + lower, left + upper]` ([`crate::operators::interval`]).
+    Interval {
+        /// Milliseconds, may be negative.
+        lower_ms: i64,
+        /// Milliseconds.
+        upper_ms: u64,
+    },
+}
+
+/// A join of two inputs: as of time (a stream with a table), or within an interval (two
+/// streams).
 #[derive(Clone, Debug)]
 pub struct Join {
+    /// How they meet.
+    pub kind: JoinKind,
     /// Both inputs, in file order.
     pub inputs: Vec<Input>,
-    /// Index of the stream input.
-    pub stream: usize,
-    /// Index of the table input.
-    pub table: usize,
-    /// The stream's field holding the table's key (an index into the stream's fields; also
-    /// the view's key).
+    /// Index of the left input (an as-of join's stream): its records are the view's.
+    pub left: usize,
+    /// Index of the right input (an as-of join's table).
+    pub right: usize,
+    /// The left's join field (an index into its fields; also the view's key).
     pub on: usize,
-    /// Inner (unmatched stream records go to `unmatched`) or left (they meet nulls).
+    /// The right's join field (an as-of join's: the table's key).
+    pub right_on: usize,
+    /// Inner (unmatched left records go to `unmatched`) or left (they meet nulls).
     pub inner: bool,
     /// The table of the inner join's unmatched stream records.
     pub unmatched: Option<String>,
@@ -374,6 +410,14 @@ struct RawInput {
     event_time: Spanned<RawEventTime>,
     fields: Vec<Spanned<RawField>>,
     tables: RawInputTables,
+    select: Option<Spanned<RawSelect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelect {
+    field: String,
+    values: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -388,9 +432,16 @@ struct RawInputTables {
 #[serde(deny_unknown_fields)]
 struct RawJoin {
     kind: Spanned<String>,
-    stream: Spanned<String>,
-    table: Spanned<String>,
+    /// As-of joins: the stream (`left` also names it).
+    stream: Option<Spanned<String>>,
+    /// As-of joins: the table (`right` also names it).
+    table: Option<Spanned<String>>,
+    left: Option<Spanned<String>>,
+    right: Option<Spanned<String>>,
     on: Spanned<String>,
+    right_on: Option<Spanned<String>>,
+    lower: Option<Spanned<String>>,
+    upper: Option<Spanned<String>>,
     #[serde(rename = "type", default = "default_join_type")]
     ty: Spanned<String>,
     unmatched: Option<Spanned<String>>,
@@ -872,6 +923,7 @@ impl DataflowSpec {
             tables,
             path: path.to_path_buf(),
             join: None,
+            retire_after_ms: 0,
         })
     }
 
@@ -929,9 +981,39 @@ impl DataflowSpec {
                 idle_timeout: &input.idle_timeout,
             }
             .parse(e)?;
+            let select = match &input.select {
+                None => None,
+                Some(raw) => {
+                    let sel = raw.get_ref();
+                    let field = source
+                        .fields
+                        .iter()
+                        .position(|f| f.name == sel.field)
+                        .ok_or_else(|| {
+                            e.at(
+                                Some(raw.span()),
+                                format!(
+                                    "input {input_name:?}: select field {:?} is not a declared field",
+                                    sel.field
+                                ),
+                            )
+                        })?;
+                    if sel.values.is_empty() || input.kind == InputKind::Table {
+                        return Err(e.at(
+                            Some(raw.span()),
+                            format!("input {input_name:?}: select needs at least one value, and applies to streams (a table keeps every key's versions)"),
+                        ));
+                    }
+                    Some(Select {
+                        field,
+                        values: sel.values.clone(),
+                    })
+                }
+            };
             inputs.push(Input {
                 name: input_name,
                 kind: input.kind,
+                select,
                 spec: DataflowSpec {
                     name: name.clone(),
                     topic: input.topic.clone(),
@@ -957,20 +1039,53 @@ impl DataflowSpec {
                     },
                     path: path.to_path_buf(),
                     join: None,
+                    retire_after_ms: 0,
                 },
             });
         }
 
         let j = raw_join.get_ref();
-        if j.kind.get_ref() != "as_of" {
-            return Err(e.at(
-                Some(j.kind.span()),
-                format!(
-                    "[join] kind {:?} is not known (use \"as_of\": each stream record meets the table's version of its key as of its event time)",
-                    j.kind.get_ref()
-                ),
-            ));
-        }
+        let kind = match j.kind.get_ref().as_str() {
+            "as_of" => JoinKind::AsOf,
+            "interval" => {
+                let bound = |b: &Option<Spanned<String>>, what: &str| -> Result<i64, SpecError> {
+                    let b = b.as_ref().ok_or_else(|| {
+                        e.at(
+                            Some(raw_join.span()),
+                            format!("[join]: an interval join needs `{what} = \"DURATION\"` (right.time within [left.time + lower, left.time + upper])"),
+                        )
+                    })?;
+                    let text = b.get_ref().trim();
+                    let (negative, magnitude) = match text.strip_prefix('-') {
+                        Some(rest) => (true, rest.trim()),
+                        None => (false, text),
+                    };
+                    let ms = parse_duration(magnitude)
+                        .map_err(|m| e.at(Some(b.span()), format!("[join] {what}: {m}")))?
+                        .as_millis() as i64;
+                    Ok(if negative { -ms } else { ms })
+                };
+                let (lower_ms, upper_ms) = (bound(&j.lower, "lower")?, bound(&j.upper, "upper")?);
+                if upper_ms < lower_ms || upper_ms < 0 {
+                    return Err(e.at(
+                        j.upper.as_ref().map(|u| u.span()),
+                        "[join]: upper must be at least lower and not negative".into(),
+                    ));
+                }
+                JoinKind::Interval {
+                    lower_ms,
+                    upper_ms: upper_ms as u64,
+                }
+            }
+            other => {
+                return Err(e.at(
+                    Some(j.kind.span()),
+                    format!(
+                        "[join] kind {other:?} is not known (use \"as_of\": each stream record meets the table's version of its key as of its event time, or \"interval\": each left record meets the right records of its key within [lower, upper] of its time)"
+                    ),
+                ))
+            }
+        };
         let find = |n: &Spanned<String>, want: InputKind| -> Result<usize, SpecError> {
             let i = inputs
                 .iter()
@@ -990,7 +1105,7 @@ impl DataflowSpec {
                 return Err(e.at(
                     Some(n.span()),
                     format!(
-                        "[join]: input {:?} is a {}; this side of an as-of join needs `kind = \"{}\"`",
+                        "[join]: input {:?} is a {}; this side of the join needs `kind = \"{}\"`",
                         n.get_ref(),
                         inputs[i].kind.as_str(),
                         want.as_str()
@@ -999,54 +1114,106 @@ impl DataflowSpec {
             }
             Ok(i)
         };
-        let stream = find(&j.stream, InputKind::Stream)?;
-        let table = find(&j.table, InputKind::Table)?;
+        let side = |a: &Option<Spanned<String>>, b: &Option<Spanned<String>>, what: &str| {
+            a.as_ref().or(b.as_ref()).cloned().ok_or_else(|| {
+                e.at(
+                    Some(raw_join.span()),
+                    format!("[join] needs `{what} = \"INPUT\"`"),
+                )
+            })
+        };
+        let (left_name, right_name) = (
+            side(&j.left, &j.stream, "left")?,
+            side(&j.right, &j.table, "right")?,
+        );
+        let right_kind = match kind {
+            JoinKind::AsOf => InputKind::Table,
+            JoinKind::Interval { .. } => InputKind::Stream,
+        };
+        let left = find(&left_name, InputKind::Stream)?;
+        let right = find(&right_name, right_kind)?;
         if inputs.len() != 2 {
             return Err(e.at(
                 None,
                 format!(
-                    "this dataflow declares {} inputs; a [join] takes exactly two (a stream and a table)",
+                    "this dataflow declares {} inputs; a [join] takes exactly two",
                     inputs.len()
                 ),
             ));
         }
-        let stream_spec = &inputs[stream].spec;
-        let table_spec = &inputs[table].spec;
-        let on = stream_spec
-            .fields
-            .iter()
-            .position(|f| &f.name == j.on.get_ref())
-            .ok_or_else(|| {
-                e.at(
-                    Some(j.on.span()),
+        let field_of = |input: usize, n: &Spanned<String>| -> Result<usize, SpecError> {
+            let spec = &inputs[input].spec;
+            let i = spec
+                .fields
+                .iter()
+                .position(|f| &f.name == n.get_ref())
+                .ok_or_else(|| {
+                    e.at(
+                        Some(n.span()),
+                        format!(
+                            "[join] {:?} is not a field of input {:?}",
+                            n.get_ref(),
+                            inputs[input].name
+                        ),
+                    )
+                })?;
+            if !spec.fields[i].required {
+                return Err(e.at(
+                    Some(n.span()),
                     format!(
-                        "[join] on = {:?} is not a field of input {:?}",
-                        j.on.get_ref(),
-                        inputs[stream].name
+                        "[join] {:?} must be a required field of input {:?} (a record without it could meet nothing)",
+                        n.get_ref(),
+                        inputs[input].name
                     ),
-                )
-            })?;
-        if !stream_spec.fields[on].required {
+                ));
+            }
+            Ok(i)
+        };
+        let on = field_of(left, &j.on)?;
+        let right_on = match (kind, &j.right_on) {
+            (JoinKind::AsOf, None) => inputs[right].spec.key,
+            (JoinKind::AsOf, Some(r)) if r.get_ref() == &inputs[right].spec.fields[inputs[right].spec.key].name => inputs[right].spec.key,
+            (JoinKind::AsOf, Some(r)) => {
+                return Err(e.at(
+                    Some(r.span()),
+                    "[join]: an as-of join meets the table's key; leave out `right_on`".into(),
+                ))
+            }
+            (JoinKind::Interval { .. }, Some(r)) => field_of(right, r)?,
+            (JoinKind::Interval { .. }, None) => {
+                return Err(e.at(
+                    Some(raw_join.span()),
+                    "[join]: an interval join needs `right_on = \"FIELD\"`, the right input's field equal to `on`".into(),
+                ))
+            }
+        };
+        let (left_field, right_field) = (
+            &inputs[left].spec.fields[on],
+            &inputs[right].spec.fields[right_on],
+        );
+        if left_field.ty != right_field.ty {
             return Err(e.at(
                 Some(j.on.span()),
                 format!(
-                    "[join] on = {:?} must be a required field of input {:?} (a record without it could meet no version)",
+                    "[join] on = {:?} is a {} but {:?} of input {:?} is a {}; join fields of the same type",
                     j.on.get_ref(),
-                    inputs[stream].name
+                    left_field.ty.cql(),
+                    right_field.name,
+                    inputs[right].name,
+                    right_field.ty.cql()
                 ),
             ));
         }
-        let key_ty = table_spec.fields[table_spec.key].ty;
-        if stream_spec.fields[on].ty != key_ty {
+        if !matches!(
+            left_field.ty,
+            FieldType::Uuid | FieldType::Text | FieldType::Bigint
+        ) {
             return Err(e.at(
                 Some(j.on.span()),
                 format!(
-                    "[join] on = {:?} is a {} but the key of input {:?} ({:?}) is a {}; join fields of the same type",
+                    "[join] on = {:?} is a {}; join on uuid, text or bigint fields",
                     j.on.get_ref(),
-                    stream_spec.fields[on].ty.cql(),
-                    inputs[table].name,
-                    table_spec.fields[table_spec.key].name,
-                    key_ty.cql()
+                    left_field.ty.cql()
                 ),
             ));
         }
@@ -1060,7 +1227,7 @@ impl DataflowSpec {
                 ))
             }
         };
-        // A left join keeps every stream record: `unmatched` applies to inner joins only.
+        // A left join keeps every left record: `unmatched` applies to inner joins only.
         let unmatched = j
             .unmatched
             .as_ref()
@@ -1069,14 +1236,14 @@ impl DataflowSpec {
         if inner && unmatched.is_none() {
             return Err(e.at(
                 Some(raw_join.span()),
-                "[join]: an inner join needs `unmatched = \"TABLE\"`: the stream records that meet no version are kept there, never dropped".into(),
+                "[join]: an inner join needs `unmatched = \"TABLE\"`: the left records that meet nothing are kept there, never dropped".into(),
             ));
         }
 
-        // The view the windows see: the stream's fields, then the table's, each named
-        // `input.field`; keyed by the join field; timed by the stream record.
+        // The view the windows see: the left's fields, then the right's, each named
+        // `input.field`; keyed by the join field; timed by the left record.
         let mut fields = Vec::new();
-        for side in [stream, table] {
+        for side in [left, right] {
             for f in &inputs[side].spec.fields {
                 fields.push(Field {
                     name: format!("{}.{}", inputs[side].name, f.name),
@@ -1088,7 +1255,15 @@ impl DataflowSpec {
             }
         }
         let (windows, dimensions, aggregates) = parse_outputs(&raw, &fields, e)?;
-        inputs[stream].spec.windows = windows.clone();
+        // The offsets of the inputs that are not tables retire with the view's windows: a
+        // right record of an interval join counts in the windows of left records up to
+        // `-lower` after it.
+        for input in inputs.iter_mut().filter(|i| i.kind == InputKind::Stream) {
+            input.spec.windows = windows.clone();
+        }
+        if let JoinKind::Interval { lower_ms, .. } = kind {
+            inputs[right].spec.retire_after_ms = lower_ms.min(0).unsigned_abs();
+        }
         let mut names: Vec<&String> = Vec::new();
         for input in &inputs {
             let t = &input.spec.tables;
@@ -1098,7 +1273,7 @@ impl DataflowSpec {
         names.extend(unmatched.as_ref());
         check_table_names(names, e, raw.tables.span())?;
 
-        let s = &inputs[stream].spec;
+        let s = &inputs[left].spec;
         Ok(DataflowSpec {
             name,
             topic: s.topic.clone(),
@@ -1112,10 +1287,13 @@ impl DataflowSpec {
             aggregates,
             tables: s.tables.clone(),
             path: path.to_path_buf(),
+            retire_after_ms: 0,
             join: Some(Box::new(Join {
-                stream,
-                table,
+                kind,
+                left,
+                right,
                 on,
+                right_on,
                 inner,
                 unmatched,
                 inputs,
@@ -1131,6 +1309,7 @@ impl DataflowSpec {
     /// The largest window end containing `event_time` over all windows: the record's windows
     /// are all final, and durable, once the durable frontier passes this.
     pub fn last_window_end(&self, event_time: u64) -> Option<u64> {
+        let event_time = event_time.saturating_add(self.retire_after_ms);
         self.windows
             .iter()
             .map(|w| w.spec.last_end(event_time))
@@ -1241,7 +1420,7 @@ mod tests {
     fn a_joined_dataflow_is_a_view_over_its_inputs() {
         let spec = DataflowSpec::load(Path::new("dataflows/user_activity.toml")).unwrap();
         let join = spec.join.as_deref().expect("a join");
-        let (stream, table) = (&join.inputs[join.stream], &join.inputs[join.table]);
+        let (stream, table) = (&join.inputs[join.left], &join.inputs[join.right]);
         assert_eq!(
             (stream.name.as_str(), table.name.as_str()),
             ("events", "users")
@@ -1281,7 +1460,7 @@ mod tests {
             (
                 "on = \"user_id\"",
                 "on = \"user\"",
-                "on = \"user\" is not a field of input \"events\"",
+                "\"user\" is not a field of input \"events\"",
             ),
             (
                 "kind = \"as_of\"",
@@ -1308,7 +1487,7 @@ mod tests {
         let e = parse(&broken).unwrap_err();
         assert!(
             e.to_string()
-                .contains("is a bigint but the key of input \"users\""),
+                .contains("is a bigint but \"id\" of input \"users\" is a uuid"),
             "{e}"
         );
         // Dimensions name view fields.
@@ -1324,5 +1503,55 @@ mod tests {
             .replace("unmatched = \"events_unmatched\"\n", "");
         let e = parse(&broken).unwrap_err();
         assert!(e.to_string().contains("needs `unmatched"), "{e}");
+    }
+
+    #[test]
+    fn an_interval_join_has_bounds_a_right_field_and_streams_on_both_sides() {
+        let text = std::fs::read_to_string("dataflows/activation.toml").unwrap();
+        let spec = parse(&text).unwrap();
+        let join = spec.join.as_deref().unwrap();
+        assert_eq!(
+            join.kind,
+            JoinKind::Interval {
+                lower_ms: 0,
+                upper_ms: 600_000
+            }
+        );
+        let right = &join.inputs[join.right];
+        assert_eq!(right.spec.fields[join.right_on].name, "user_id");
+        assert_eq!(right.select.as_ref().unwrap().values, ["purchase"]);
+        // A negative lower bound: the right input's records retire that much later.
+        let spec = parse(&text.replace("lower = \"0s\"", "lower = \"-5m\"")).unwrap();
+        let join = spec.join.as_deref().unwrap();
+        assert!(matches!(
+            join.kind,
+            JoinKind::Interval {
+                lower_ms: -300_000,
+                ..
+            }
+        ));
+        assert_eq!(join.inputs[join.right].spec.retire_after_ms, 300_000);
+        for (from, to, says) in [
+            ("right_on = \"user_id\"\n", "", "needs `right_on"),
+            (
+                "upper = \"10m\"",
+                "upper = \"-1m\"",
+                "upper must be at least lower",
+            ),
+            (
+                "kind = \"interval\"",
+                "kind = \"as_of\"",
+                "is a stream; this side of the join needs `kind = \"table\"`",
+            ),
+            (
+                "values = [\"purchase\"]",
+                "values = []",
+                "select needs at least one value",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let e = parse(&text.replacen(from, to, 1)).unwrap_err();
+            assert!(e.to_string().contains(says), "{from} -> {to}: {e}");
+        }
     }
 }

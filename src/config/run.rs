@@ -196,7 +196,11 @@ impl RunArgs {
                     timeout,
                 })
             }
-            (None, Some(dir)) => SourceChoice::Files(dir.clone()),
+            // A dataflow with inputs reads one directory per topic under DIR.
+            (None, Some(dir)) => match spec.join {
+                None => SourceChoice::Files(dir.clone()),
+                Some(_) => SourceChoice::Files(dir.join(&spec.topic)),
+            },
             (None, None) => {
                 if until.is_some() {
                     return Err(Error::Config(

@@ -267,10 +267,10 @@ impl TableSet {
         let Some(join) = spec.join.as_deref() else {
             return Self::single(spec, spec);
         };
-        let stream = &join.inputs[join.stream].spec;
+        let stream = &join.inputs[join.left].spec;
         let mut set = Self::single(spec, stream);
         for (i, input) in join.inputs.iter().enumerate() {
-            if i == join.stream {
+            if i == join.left {
                 continue;
             }
             let own = Self::single(&input.spec, &input.spec).tables;
@@ -306,8 +306,8 @@ impl TableSet {
         let mut set = self.clone();
         set.input = spec.clone();
         set.is_column = spec.fields.iter().map(|f| f.column).collect();
-        if input != join.stream {
-            let at = Self::BACKFILLS + 1 + 3 * (input - usize::from(input > join.stream));
+        if input != join.left {
+            let at = Self::BACKFILLS + 1 + 3 * (input - usize::from(input > join.left));
             set.roles = Roles {
                 rows: at,
                 dead_letters: at + 1,

@@ -183,6 +183,14 @@ pub struct FileInput {
 }
 
 impl crate::source::Input for FileInput {
+    /// A dataflow with `[[inputs]]` reads `--input DIR` as one directory per topic
+    /// (`DIR/users_created/`, `DIR/user_events/`): the other topic is a sibling directory.
+    fn for_topic(&self, topic: &str) -> Result<Box<dyn crate::source::Input>> {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        Ok(Box::new(FileInput {
+            dir: root.join(topic),
+        }))
+    }
     fn id(&self) -> String {
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         format!("file:{}", dir.display())
