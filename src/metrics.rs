@@ -149,6 +149,11 @@ pub struct Metrics {
     pub frontier_lag: Family<WorkerLabels, FloatGauge>,
     /// `weir_durable_frontier_seconds{worker}`: everything below it is durable.
     pub durable_frontier: Family<WorkerLabels, FloatGauge>,
+    /// `weir_join_kept{worker}`: what a join keeps of its right input (an as-of join's live
+    /// table keys; an interval join's right records that can still match).
+    pub join_kept: Family<WorkerLabels, Gauge>,
+    /// `weir_join_pending{worker}`: left records waiting for both frontiers.
+    pub join_pending: Family<WorkerLabels, Gauge>,
     /// `weir_kafka_high_watermark{worker,partition}`: the partition's end, as last seen.
     pub high_watermark: Family<PartitionLabels, Gauge>,
     /// `weir_source_position{worker,partition}`: the next offset to read.
@@ -241,6 +246,16 @@ impl Default for Metrics {
             durable_frontier: metric!(
                 "durable_frontier_seconds",
                 "Event time below which every output is durable, unix seconds",
+                Family::default()
+            ),
+            join_kept: metric!(
+                "join_kept",
+                "What a join keeps of its right input: live table keys (as-of), right records that can still match (interval)",
+                Family::default()
+            ),
+            join_pending: metric!(
+                "join_pending",
+                "Left records of a join waiting for both inputs' frontiers",
                 Family::default()
             ),
             high_watermark: metric!(

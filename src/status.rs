@@ -34,7 +34,7 @@ struct Board {
     /// Why the sink is retrying writes now, if it is.
     sink_retrying: Option<String>,
     workers: BTreeMap<usize, WorkerStatus>,
-    /// Per worker, the as-of join's state (dataflows with `[[inputs]]`).
+    /// Per worker, the join's state (dataflows with `[[inputs]]`).
     joins: BTreeMap<usize, JoinState>,
     recent_rejects: VecDeque<RejectEvent>,
     recent_windows: VecDeque<WindowEvent>,
@@ -341,16 +341,12 @@ impl StatusBoard {
         push_bounded(&mut board.history, sample, HISTORY);
     }
 
-    /// A worker's as-of join state: the table keys it holds and the stream records waiting
-    /// for both frontiers.
-    pub fn set_join_state(&self, worker: usize, table_keys: u64, pending_events: u64) {
-        self.lock().joins.insert(
-            worker,
-            JoinState {
-                table_keys,
-                pending_events,
-            },
-        );
+    /// A worker's join state: what it keeps of the right input (live table keys, or right
+    /// records that can still match) and the left records waiting for both frontiers.
+    pub fn set_join_state(&self, worker: usize, kept: u64, pending: u64) {
+        self.lock()
+            .joins
+            .insert(worker, JoinState { kept, pending });
     }
 
     /// A copy of everything, with the totals.
@@ -363,11 +359,11 @@ impl StatusBoard {
     }
 }
 
-/// One worker's as-of join state.
+/// One worker's join state.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 struct JoinState {
-    table_keys: u64,
-    pending_events: u64,
+    kept: u64,
+    pending: u64,
 }
 
 /// Names of windows, dimensions and aggregates, for the status page.
