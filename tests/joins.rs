@@ -1,8 +1,9 @@
 //! Joins in-process: `dataflows/user_activity.toml` (events joined as of their time with the
-//! users table, tombstones deleting users) over two in-memory topics from the built-in
-//! generator, into an in-memory store, at 1, 2 and 4 workers and as 2 timely processes x 2
-//! workers; every table equals the oracle's (`common::oracle_inputs`, which shares no code
-//! with Weir) and is identical at every shape.
+//! users table, tombstones deleting users) and `dataflows/activation.toml` (registrations
+//! interval-joined with the purchases of the next 10 minutes) over two in-memory topics from
+//! the built-in generator, into an in-memory store, at 1, 2 and 4 workers and as 2 timely
+//! processes x 2 workers; every table equals the oracle's (`common::oracle_inputs`, which
+//! shares no code with Weir) and is identical at every shape.
 
 mod common;
 
@@ -138,6 +139,67 @@ fn an_inner_join_keeps_its_unmatched_events_in_their_own_table() {
     let store = MemoryStore::new();
     run(&spec, &topic(&data), &store, 2).unwrap_or_else(|e| panic!("{e}"));
     common::assert_tables_eq(&expected, &tables_of(&store, &spec), "inner join, -w 2");
+}
+
+/// Runs `path` over `data` at 1, 2 and 4 workers and 2 processes x 2: the oracle's tables,
+/// identical at every shape.
+fn equals_the_oracle_at_every_shape(path: &str, data: &BTreeMap<String, Dataset>) -> Tables {
+    let spec = common::spec(path);
+    let expected = common::oracle_inputs(std::path::Path::new(path), data);
+    let mut first: Option<Tables> = None;
+    for workers in [1, 2, 4] {
+        let store = MemoryStore::new();
+        run(&spec, &topic_for(&spec, data), &store, workers)
+            .unwrap_or_else(|e| panic!("{path} -w {workers}: {e}"));
+        let tables = tables_of(&store, &spec);
+        common::assert_tables_eq(&expected, &tables, &format!("{path}, -w {workers}"));
+        match &first {
+            None => first = Some(tables),
+            Some(first) => assert!(*first == tables, "{path} -w {workers}: differs from -w 1"),
+        }
+    }
+    let store = MemoryStore::new();
+    for result in run_cluster(&spec, &topic_for(&spec, data), &store, 2, 2)
+        .join()
+        .expect("the cluster")
+    {
+        result.unwrap_or_else(|e| panic!("{path}, 2 processes x -w 2: {e}"));
+    }
+    let tables = tables_of(&store, &spec);
+    assert!(
+        first.as_ref() == Some(&tables),
+        "{path}, 2 processes: differs from -w 1"
+    );
+    expected
+}
+
+/// The topic of `spec`'s left input, with the other input's topic as its sibling.
+fn topic_for(spec: &weir::spec::DataflowSpec, data: &BTreeMap<String, Dataset>) -> MemoryTopic {
+    let left = topic_of(&data[&spec.topic]);
+    for (name, dataset) in data {
+        if name != &spec.topic {
+            left.add_sibling(name, topic_of(dataset));
+        }
+    }
+    left
+}
+
+#[test]
+fn an_interval_join_equals_the_oracle_at_every_shape() {
+    let users = common::generator(23, 3, 1_500, 200.0);
+    let events = users.for_topic("user_events").expect("the events topic");
+    let data = BTreeMap::from([
+        ("users_created".to_string(), common::generated(&users)),
+        ("user_events".to_string(), common::generated(&events)),
+    ]);
+    let expected = equals_the_oracle_at_every_shape("dataflows/activation.toml", &data);
+    // Some registrations activated within 10 minutes, some did not.
+    let activated: i64 = expected["activation_by_value"]
+        .iter()
+        .map(|r| r[7].parse::<i64>().unwrap_or(0))
+        .sum();
+    assert!(activated > 20, "activated users: {activated}");
+    assert!(expected["users_not_activated"].len() > 20);
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -2,7 +2,8 @@
 //! cells: which version of a user an event is joined with (before, at and after a version's
 //! time, after a tombstone, for an unknown user, on a tie across partitions), the window
 //! counts per users.nat, tombstones that are late or malformed, and the inner join's
-//! unmatched table.
+//! unmatched table; the as-of join's `left`/`right` synonyms and `select`; and the interval join
+//! of dataflows/activation.toml (edges, pairs, selection, inner and left, a negative bound).
 
 mod common;
 
@@ -292,4 +293,266 @@ fn an_inner_join_sends_events_without_a_version_to_the_unmatched_table() {
     );
     // The stream's own rows do not depend on the join.
     assert_eq!(t["user_events"].len(), 8);
+}
+
+#[test]
+fn left_and_right_name_the_stream_and_the_table_of_an_as_of_join() {
+    let dir = common::temp_dir("oracle_join");
+    let text = std::fs::read_to_string(dataflow()).unwrap();
+    let synonyms = text
+        .replace("stream = \"events\"", "left = \"events\"")
+        .replace("table = \"users\"", "right = \"users\"");
+    assert!(synonyms.contains("left = \"events\"") && synonyms.contains("right = \"users\""));
+    for ty in ["left", "inner"] {
+        let (a, b) = (
+            dir.join(format!("stream_{ty}.toml")),
+            dir.join(format!("left_{ty}.toml")),
+        );
+        let ty = format!("type = \"{ty}\"");
+        std::fs::write(&a, text.replace("type = \"left\"", &ty)).unwrap();
+        std::fs::write(&b, synonyms.replace("type = \"left\"", &ty)).unwrap();
+        assert_eq!(oracle_inputs(&a, &topics()), oracle_inputs(&b, &topics()));
+    }
+}
+
+#[test]
+fn an_as_of_join_selects_the_streams_records_by_a_field() {
+    let dir = common::temp_dir("oracle_join");
+    let path = dir.join("purchases.toml");
+    let text = std::fs::read_to_string(dataflow()).unwrap();
+    let at = "[[inputs.fields]]\nname = \"event_id\"";
+    assert!(text.contains(at));
+    let select = format!("select = {{ field = \"type\", values = [\"purchase\"] }}\n\n{at}");
+    std::fs::write(&path, text.replacen(at, &select, 1)).unwrap();
+    let t = oracle_inputs(&path, &topics());
+    // Only the two purchases join: A as FR (12.5), D as IT (2.25).
+    assert_eq!(
+        by_value(&t, "1m", "users.nat", "FR", 0),
+        strings(&["1", "1", "12.5"])
+    );
+    assert_eq!(
+        by_value(&t, "1m", "users.nat", "IT", 0),
+        strings(&["1", "1", "2.25"])
+    );
+    assert_eq!(
+        starting(&t, "activity_by_value", &["user_activity", "1m"]).len(),
+        // Two nationalities, two genders, one event type.
+        5
+    );
+    // Every event is still a row.
+    assert_eq!(t["user_events"].len(), 8);
+}
+
+// The interval join of dataflows/activation.toml: users with their purchases.
+
+const E: &str = "eeeeeeee-0000-4000-8000-000000000005";
+const F: &str = "ffffffff-0000-4000-8000-000000000006";
+
+fn activation() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dataflows/activation.toml")
+}
+
+/// The activation file with `from` replaced by `to` (each must be in it).
+fn activation_with(name: &str, changes: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(activation()).unwrap();
+    for (from, to) in changes {
+        assert!(text.contains(from), "{from:?}");
+        text = text.replace(from, to);
+    }
+    let path = common::temp_dir("oracle_join").join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn purchases() -> BTreeMap<String, Dataset> {
+    let users = Dataset::from([
+        (
+            0,
+            vec![
+                user(0, A, "NO", "female", 0),
+                user(1, B, "DE", "male", 1_000),
+                user(2, C, "NO", "female", 2_000), // no purchase
+                user(3, D, "SE", "male", 3_000),
+            ],
+        ),
+        (
+            1,
+            vec![
+                user(0, E, "FR", "female", 400_000),
+                // Late (the watermark is 395 s): joins nothing, is not unmatched.
+                user(1, F, "NO", "male", 300),
+            ],
+        ),
+    ]);
+    let p = |offset, id, user, amount, at| event(offset, id, user, "purchase", Some(amount), at);
+    let events = Dataset::from([(
+        0,
+        vec![
+            p(0, 0, A, 1.0, 0),                        // A: exactly A's time + 0s
+            p(1, 1, F, 50.0, 300),                     // F is late
+            p(2, 2, D, 0.5, 2_999),                    // D: 1 ms before D's time
+            event(3, 3, C, "login", None, 5_000),      // not a purchase
+            event(4, 4, A, "page_view", None, 60_000), // not a purchase
+            p(5, 5, E, 16.0, 99_999),                  // E: 1 ms before E's time - 5m
+            p(6, 6, E, 8.0, 100_000),                  // E: exactly E's time - 5m
+            p(7, 7, D, 3.0, 103_000),                  // D: two purchases within 10m
+            p(8, 8, D, 4.0, 203_000),
+            p(9, 9, B, 2.5, 601_000),     // B: exactly B's time + 10m
+            p(10, 10, B, 100.0, 601_001), // B: 1 ms after
+            // Late (the watermark is 596.001 s), within C's interval: joins nothing.
+            p(11, 11, C, 32.0, 5_000),
+            // A tombstone on a stream: a malformed dead letter.
+            Msg::tombstone(12, b"x", Some(T0 + 601_001)),
+        ],
+    )]);
+    BTreeMap::from([
+        ("users_created".into(), users),
+        ("user_events".into(), events),
+    ])
+}
+
+/// The aggregates (activated, purchases, revenue) of the 1h window from T0 per users.nat
+/// `label`, from both window tables (which must agree), or `None` without a row.
+fn activation_cell(t: &Tables, label: &str) -> Option<Vec<String>> {
+    let (start, end) = (T0.to_string(), (T0 + 3_600_000).to_string());
+    let by_value = starting(
+        t,
+        "activation_by_value",
+        &[
+            "activation",
+            "1h",
+            "users.nat",
+            label,
+            "2026-11-21",
+            &start,
+            &end,
+        ],
+    );
+    let by_window = starting(
+        t,
+        "activation_by_window",
+        &["activation", "1h", "users.nat", &start, label, &end],
+    );
+    assert_eq!(by_value.len(), by_window.len());
+    assert!(by_value.len() <= 1);
+    let cells = by_value.first().map(|r| r[7..].to_vec());
+    assert_eq!(cells, by_window.first().map(|r| r[6..].to_vec()));
+    cells
+}
+
+fn unmatched_users(ids: &[(&str, &str, &str)]) -> BTreeSet<Vec<String>> {
+    ids.iter()
+        .map(|(p, o, k)| strings(&["users_created", p, o, k]))
+        .collect()
+}
+
+#[test]
+fn the_oracle_joins_each_user_with_the_purchases_within_the_interval() {
+    let t = oracle_inputs(&activation(), &purchases());
+    // NO: A's purchase at the lower edge (not its page view); C has none. DE: B's at the upper
+    // edge, not the one 1 ms after. SE: D's two (not the one before D's time): two pairs, one
+    // user. FR: E's purchases are before E's time.
+    assert_eq!(activation_cell(&t, "NO"), Some(strings(&["1", "1", "1"])));
+    assert_eq!(activation_cell(&t, "DE"), Some(strings(&["1", "1", "2.5"])));
+    assert_eq!(activation_cell(&t, "SE"), Some(strings(&["1", "2", "7"])));
+    assert_eq!(activation_cell(&t, "FR"), None);
+    assert_eq!(t["activation_by_value"].len(), 3);
+    assert_eq!(t["activation_by_window"].len(), 3);
+    // C (only a login, and a late purchase) and E are not activated; the late F is neither.
+    assert_eq!(
+        t["users_not_activated"],
+        unmatched_users(&[("0", "2", C), ("1", "0", E)])
+    );
+
+    // Each input's own tables, selection or not: every good event is a row.
+    assert_eq!(t["activation_events"].len(), 11);
+    let login = starting(
+        &t,
+        "activation_events",
+        &["eeeeeeee-0000-4000-8000-000000000003"],
+    );
+    assert_eq!(login[0][1..], strings(&[C, "login", "null"]));
+    let late: Vec<_> = t["activation_events_late"].iter().collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0][..3], strings(&["user_events", "0", "11"]));
+    let dead: Vec<_> = t["activation_events_dead_letters"].iter().collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0][..4],
+        strings(&["user_events", "0", "12", "malformed"])
+    );
+    assert_eq!(common_normalized(&dead[0][4]), "malformed JSON: ");
+    assert_eq!(dead[0][5..], strings(&["", "0"]));
+    assert_eq!(t["registered_users"].len(), 5);
+    let ids: BTreeSet<&str> = t["registered_users"]
+        .iter()
+        .map(|r| r[0].as_str())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([A, B, C, D, E]));
+    let late: Vec<_> = t["registrations_late"].iter().collect();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0][..3], strings(&["users_created", "1", "1"]));
+    assert!(t["registrations_dead_letters"].is_empty());
+}
+
+#[test]
+fn a_left_interval_join_gives_users_without_a_purchase_nulls() {
+    let path = activation_with("left.toml", &[("type = \"inner\"", "type = \"left\"")]);
+    let t = oracle_inputs(&path, &purchases());
+    // C and E: one record each, the purchase's fields null (no revenue), the user counted.
+    assert_eq!(activation_cell(&t, "NO"), Some(strings(&["2", "2", "1"])));
+    assert_eq!(activation_cell(&t, "DE"), Some(strings(&["1", "1", "2.5"])));
+    assert_eq!(activation_cell(&t, "SE"), Some(strings(&["1", "2", "7"])));
+    assert_eq!(activation_cell(&t, "FR"), Some(strings(&["1", "1", "0"])));
+    assert!(!t.contains_key("users_not_activated"));
+    assert_eq!(t["activation_events"].len(), 11);
+}
+
+#[test]
+fn an_interval_join_with_a_negative_lower_bound_looks_back() {
+    let path = activation_with(
+        "before.toml",
+        &[
+            ("lower = \"0s\"", "lower = \"-5m\""),
+            ("upper = \"10m\"", "upper = \"0s\""),
+        ],
+    );
+    let t = oracle_inputs(&path, &purchases());
+    // A: its purchase at its own time (the upper edge; the lower one clamps at 0). D: the one
+    // 1 ms before. E: the one exactly 5m before, not the one 1 ms earlier. B and C: none.
+    assert_eq!(activation_cell(&t, "NO"), Some(strings(&["1", "1", "1"])));
+    assert_eq!(activation_cell(&t, "SE"), Some(strings(&["1", "1", "0.5"])));
+    assert_eq!(activation_cell(&t, "FR"), Some(strings(&["1", "1", "8"])));
+    assert_eq!(activation_cell(&t, "DE"), None);
+    assert_eq!(
+        t["users_not_activated"],
+        unmatched_users(&[("0", "1", B), ("0", "2", C)])
+    );
+}
+
+#[test]
+fn selection_takes_only_the_selected_values_into_the_join() {
+    // Logins too: A's page view stays out, C's login joins.
+    let path = activation_with(
+        "logins.toml",
+        &[(
+            "values = [\"purchase\"]",
+            "values = [\"purchase\", \"login\"]",
+        )],
+    );
+    let t = oracle_inputs(&path, &purchases());
+    assert_eq!(activation_cell(&t, "NO"), Some(strings(&["2", "2", "1"])));
+    assert_eq!(t["users_not_activated"], unmatched_users(&[("1", "0", E)]));
+    // Selecting by a number's label: the 1.0 amount labels as "1"; nothing else joins.
+    let path = activation_with(
+        "amount.toml",
+        &[(
+            "field = \"type\", values = [\"purchase\"]",
+            "field = \"amount\", values = [\"1\"]",
+        )],
+    );
+    let t = oracle_inputs(&path, &purchases());
+    assert_eq!(activation_cell(&t, "NO"), Some(strings(&["1", "1", "1"])));
+    assert_eq!(t["activation_by_value"].len(), 1);
+    assert_eq!(t["activation_events"].len(), 11);
 }

@@ -7,8 +7,10 @@
 //!
 //! A file with `[[inputs]]` and a `[join]` ([`oracle_inputs`]) is computed the same way per
 //! input; the as-of join picks, for each stream record, the table's version of its key as of
-//! its event time by a plain search over the table's history, and the windows fold the joined
-//! records.
+//! its event time by a plain search over the table's history; the interval join pairs each left
+//! record with every right record of its key whose time is within the interval, by a plain
+//! search over the right's records; and the windows fold the joined records. An input's
+//! `select` keeps its other records out of the join (and only out of the join).
 //!
 //! What it cannot know is the wording of three kinds of dead-letter reason (serde_json's parse
 //! error, how Weir describes a wrong value, and why a tombstone is malformed): for those it
@@ -59,15 +61,47 @@ struct Input {
     event_time: Option<usize>,
     fields: Vec<Field>,
     tables: BTreeMap<String, String>,
+    /// `select = { field, values }`: only records whose field's label is one of the values
+    /// take part in the join.
+    select: Option<(usize, HashSet<String>)>,
 }
 
-/// The as-of join of a stream input with a table input.
+impl Input {
+    /// Whether a good record (or tombstone: `None`) takes part in the join. A tombstone has no
+    /// fields to select by: it always takes part (it deletes its key as of its time).
+    fn selects(&self, values: Option<&[V]>) -> bool {
+        match (&self.select, values) {
+            (Some((field, labels)), Some(values)) => labels.contains(&values[*field].render()),
+            _ => true,
+        }
+    }
+}
+
+enum JoinKind {
+    /// A stream input with a table input, as of the stream record's time.
+    AsOf {
+        stream: usize,
+        table: usize,
+        /// The stream's field holding the table's key.
+        on: usize,
+    },
+    /// Two stream inputs: a left record with each right record of its key whose event time is
+    /// in `[left time + lower, left time + upper]` (both bounds clamped at 0).
+    Interval {
+        left: usize,
+        right: usize,
+        /// The left's field.
+        on: usize,
+        /// The right's field.
+        right_on: usize,
+        lower: i64,
+        upper: i64,
+    },
+}
+
 struct Join {
-    stream: usize,
-    table: usize,
-    /// The stream's field holding the table's key.
-    on: usize,
-    /// `type = "inner"`: the table of stream records without a version.
+    kind: JoinKind,
+    /// `type = "inner"`: the table of left (stream) records without a match.
     unmatched: Option<String>,
 }
 
@@ -77,7 +111,7 @@ struct Flow {
     inputs: Vec<Input>,
     join: Option<Join>,
     /// The names of the fields the windows see: a single input's field names, or for a join
-    /// `<input>.<field>` for each stream field, then each table field.
+    /// `<input>.<field>` for each stream (left) field, then each table (right) field.
     view: Vec<String>,
     windows: Vec<Window>,
     /// Fields of the view.
@@ -89,6 +123,14 @@ struct Flow {
 
 fn ms(text: &str) -> u64 {
     humantime::parse_duration(text).unwrap().as_millis() as u64
+}
+
+/// A duration that may be negative (`"-5m"`), in milliseconds.
+fn signed_ms(text: &str) -> i64 {
+    match text.trim().strip_prefix('-') {
+        Some(rest) => -(ms(rest) as i64),
+        None => ms(text) as i64,
+    }
 }
 
 fn text_of(v: &toml::Value, k: &str) -> Option<String> {
@@ -133,7 +175,22 @@ fn read_input(v: &toml::Value, name: String) -> Input {
             }
         })
         .collect();
-    let index = |name: &str| fields.iter().position(|f| f.name == name).unwrap();
+    let index = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no field {name:?}"))
+    };
+    let select = v.get("select").map(|sel| {
+        let labels = list(sel, "values")
+            .iter()
+            .map(|l| l.as_str().expect("select values are text").to_string())
+            .collect();
+        (
+            index(&s(sel, "field").expect("select names a field")),
+            labels,
+        )
+    });
     Input {
         name,
         topic: s(v, "topic").unwrap(),
@@ -145,6 +202,7 @@ fn read_input(v: &toml::Value, name: String) -> Input {
             .and_then(|e| s(e, "field"))
             .map(|f| index(&f)),
         tables: table_names(v),
+        select,
         fields,
     }
 }
@@ -168,32 +226,63 @@ fn read_flow(path: &std::path::Path) -> Flow {
                 .map(|i| read_input(i, s(i, "name").unwrap()))
                 .collect();
             let j = &raw["join"];
-            assert_eq!(
-                s(j, "kind").as_deref(),
-                Some("as_of"),
-                "the oracle knows as_of joins"
-            );
             let input = |k: &str| {
-                let name = s(j, k).unwrap();
-                inputs.iter().position(|i| i.name == name).unwrap()
+                let name = s(j, k).unwrap_or_else(|| panic!("the join names no {k:?}"));
+                inputs
+                    .iter()
+                    .position(|i| i.name == name)
+                    .unwrap_or_else(|| panic!("no input {name:?}"))
             };
-            let (stream, table) = (input("stream"), input("table"));
-            let on = s(j, "on").unwrap();
-            let join = Join {
-                stream,
-                table,
-                on: inputs[stream]
+            let field = |input: usize, k: &str| {
+                let name = s(j, k).unwrap_or_else(|| panic!("the join names no {k:?}"));
+                inputs[input]
                     .fields
                     .iter()
-                    .position(|f| f.name == on)
-                    .unwrap(),
+                    .position(|f| f.name == name)
+                    .unwrap_or_else(|| panic!("no field {name:?}"))
+            };
+            let (kind, sides) = match s(j, "kind").as_deref() {
+                Some("as_of") => {
+                    // `left`/`right` are synonyms of `stream`/`table`.
+                    let either = |a: &'static str, b| if j.get(a).is_some() { a } else { b };
+                    let stream = input(either("stream", "left"));
+                    let table = input(either("table", "right"));
+                    assert!(!inputs[stream].table && inputs[table].table);
+                    let on = field(stream, "on");
+                    (JoinKind::AsOf { stream, table, on }, [stream, table])
+                }
+                Some("interval") => {
+                    let (left, right) = (input("left"), input("right"));
+                    assert!(!inputs[left].table && !inputs[right].table);
+                    let (on, right_on) = (field(left, "on"), field(right, "right_on"));
+                    assert_eq!(
+                        inputs[left].fields[on].ty,
+                        inputs[right].fields[right_on].ty
+                    );
+                    let lower = signed_ms(&s(j, "lower").unwrap());
+                    let upper = signed_ms(&s(j, "upper").unwrap());
+                    assert!(lower <= upper);
+                    let kind = JoinKind::Interval {
+                        left,
+                        right,
+                        on,
+                        right_on,
+                        lower,
+                        upper,
+                    };
+                    (kind, [left, right])
+                }
+                other => panic!("the oracle knows no join kind {other:?}"),
+            };
+            let join = Join {
+                kind,
                 unmatched: match s(j, "type").as_deref() {
                     Some("inner") => Some(s(j, "unmatched").unwrap()),
                     None | Some("left") => None,
                     Some(other) => panic!("the oracle knows no join type {other:?}"),
                 },
             };
-            let view = [stream, table]
+            let view = sides
                 .iter()
                 .flat_map(|&i| {
                     let input = &inputs[i];
@@ -647,49 +736,111 @@ fn run(flow: &Flow, topics: &BTreeMap<&str, &Dataset>) -> Tables {
             }
         }
         Some(join) => {
-            let (stream, table) = (&flow.inputs[join.stream], &flow.inputs[join.table]);
-            // Key -> its history: (event time, partition, offset, values or None for a
-            // tombstone).
-            type Version = (u64, i32, i64, Option<Vec<V>>);
-            let mut history: HashMap<String, Vec<Version>> = HashMap::new();
-            for g in read_messages(table, data(table), &mut out) {
-                let version = (g.event_time, g.partition, g.offset, g.values);
-                history.entry(g.key).or_default().push(version);
-            }
             if let Some(unmatched) = &join.unmatched {
                 out.entry(unmatched.clone()).or_default();
             }
-            let nulls = vec![V::Null; table.fields.len()];
-            for g in read_messages(stream, data(stream), &mut out) {
-                let values = g.values.expect("a stream input has no tombstones");
-                let t = g.event_time;
-                let key = values[join.on].key();
-                // The version as of t: the latest at or before t by (event time, partition,
-                // offset); a tombstone there means none.
-                let version = key
-                    .as_ref()
-                    .and_then(|k| history.get(k))
-                    .and_then(|versions| {
-                        versions
-                            .iter()
-                            .filter(|v| v.0 <= t)
-                            .max_by_key(|v| (v.0, v.1, v.2))
-                    })
-                    .and_then(|v| v.3.as_ref());
-                if version.is_none() {
-                    if let Some(unmatched) = &join.unmatched {
-                        out.get_mut(unmatched).unwrap().insert(vec![
-                            stream.topic.clone(),
-                            g.partition.to_string(),
-                            g.offset.to_string(),
-                            key.clone().unwrap_or_default(),
-                        ]);
-                        continue;
+            // An input's good records that take part in the join.
+            let joined = |input: &Input, out: &mut Tables| {
+                let mut good = read_messages(input, data(input), out);
+                good.retain(|g| input.selects(g.values.as_deref()));
+                good
+            };
+            // A left (stream) record without a match: a row of `unmatched` (inner joins).
+            let unmatched = |out: &mut Tables, input: &Input, g: &Good, key: &Option<String>| {
+                let table = join.unmatched.as_ref()?;
+                out.get_mut(table).unwrap().insert(vec![
+                    input.topic.clone(),
+                    g.partition.to_string(),
+                    g.offset.to_string(),
+                    key.clone().unwrap_or_default(),
+                ]);
+                Some(())
+            };
+            match join.kind {
+                JoinKind::AsOf { stream, table, on } => {
+                    let (stream, table) = (&flow.inputs[stream], &flow.inputs[table]);
+                    // Key -> its history: (event time, partition, offset, values or None for
+                    // a tombstone).
+                    type Version = (u64, i32, i64, Option<Vec<V>>);
+                    let mut history: HashMap<String, Vec<Version>> = HashMap::new();
+                    for g in joined(table, &mut out) {
+                        let version = (g.event_time, g.partition, g.offset, g.values);
+                        history.entry(g.key).or_default().push(version);
+                    }
+                    let nulls = vec![V::Null; table.fields.len()];
+                    for g in joined(stream, &mut out) {
+                        let values = g.values.as_ref().expect("a stream has no tombstones");
+                        let t = g.event_time;
+                        let key = values[on].key();
+                        // The version as of t: the latest at or before t by (event time,
+                        // partition, offset); a tombstone there means none.
+                        let version = key
+                            .as_ref()
+                            .and_then(|k| history.get(k))
+                            .and_then(|versions| {
+                                versions
+                                    .iter()
+                                    .filter(|v| v.0 <= t)
+                                    .max_by_key(|v| (v.0, v.1, v.2))
+                            })
+                            .and_then(|v| v.3.as_ref());
+                        if version.is_none() && unmatched(&mut out, stream, &g, &key).is_some() {
+                            continue;
+                        }
+                        let mut view = values.clone();
+                        view.extend_from_slice(version.unwrap_or(&nulls));
+                        fold(flow, &mut cells, t, key.as_deref(), &view);
                     }
                 }
-                let mut view = values;
-                view.extend_from_slice(version.unwrap_or(&nulls));
-                fold(flow, &mut cells, t, key.as_deref(), &view);
+                JoinKind::Interval {
+                    left,
+                    right,
+                    on,
+                    right_on,
+                    lower,
+                    upper,
+                } => {
+                    let (left, right) = (&flow.inputs[left], &flow.inputs[right]);
+                    // A join field's value as the view's key; a null matches nothing.
+                    let key_of = |v: &V| (*v != V::Null).then(|| v.render());
+                    // Key -> the right's records: (event time, values).
+                    let mut by_key: HashMap<String, Vec<(u64, Vec<V>)>> = HashMap::new();
+                    for g in joined(right, &mut out) {
+                        let values = g.values.expect("a stream has no tombstones");
+                        if let Some(k) = key_of(&values[right_on]) {
+                            by_key.entry(k).or_default().push((g.event_time, values));
+                        }
+                    }
+                    let nulls = vec![V::Null; right.fields.len()];
+                    for g in joined(left, &mut out) {
+                        let values = g.values.as_ref().expect("a stream has no tombstones");
+                        let t = g.event_time;
+                        let key = key_of(&values[on]);
+                        let bound = |d: i64| (t as i64 + d).max(0) as u64;
+                        let (from, to) = (bound(lower), bound(upper));
+                        let matches: Vec<&Vec<V>> = key
+                            .as_ref()
+                            .and_then(|k| by_key.get(k))
+                            .into_iter()
+                            .flatten()
+                            .filter(|(tb, _)| from <= *tb && *tb <= to)
+                            .map(|(_, values)| values)
+                            .collect();
+                        if matches.is_empty() {
+                            if unmatched(&mut out, left, &g, &key).is_none() {
+                                let mut view = values.clone();
+                                view.extend_from_slice(&nulls);
+                                fold(flow, &mut cells, t, key.as_deref(), &view);
+                            }
+                            continue;
+                        }
+                        for b in matches {
+                            let mut view = values.clone();
+                            view.extend_from_slice(b);
+                            fold(flow, &mut cells, t, key.as_deref(), &view);
+                        }
+                    }
+                }
             }
         }
     }
@@ -705,7 +856,7 @@ pub fn oracle(spec: &weir::spec::DataflowSpec, data: &Dataset) -> Tables {
 }
 
 /// The tables (all but progress) of one uninterrupted, sequential run of the dataflow file at
-/// `path` (single-input, or `[[inputs]]` with an as-of `[join]`) over each topic's messages
+/// `path` (single-input, or `[[inputs]]` with an as-of or interval `[join]`) over each topic's messages
 /// (topic -> data set; a topic not given has no messages): each input's rows, dead letters and
 /// late records, the join's unmatched records (inner joins), and the window tables of the
 /// joined view.
