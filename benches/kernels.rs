@@ -22,6 +22,7 @@ fn data(n: i64) -> Vec<(Vec<u8>, i64)> {
         malformed_per_mille: 0,
         topic: GeneratedTopic::Users,
         tombstones_per_mille: 0,
+        events_per_user: 1,
     };
     let mut buf = Vec::new();
     (0..n)

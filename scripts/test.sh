@@ -31,3 +31,4 @@ COUNTS=20000 bash scripts/bench-memory.sh
 RATES=2000 CASSANDRA_RATES=2000 SECONDS_PER_RATE=3 bash scripts/bench-latency.sh
 COUNT=5000 bash scripts/bench-kafka.sh
 COUNT=5000 LATENCIES=1 BUDGETS=1024 bash scripts/bench-cassandra.sh
+USERS=5000 EVENTS_PER_USER=4 RUNS=1 bash scripts/bench-joins.sh

@@ -19,7 +19,11 @@ fn main() -> ExitCode {
             against,
             keyspace,
         }) => return check(&files, against.as_deref(), &keyspace),
-        Some(Command::Generate { out, generator }) => return generate(&out, &generator),
+        Some(Command::Generate {
+            out,
+            topic,
+            generator,
+        }) => return generate(&out, &topic, &generator),
         Some(Command::Produce(args)) => return produce(&args),
         Some(Command::Run(run)) => *run,
         None => cli.run,
@@ -209,16 +213,18 @@ fn check(files: &[std::path::PathBuf], against: Option<&str>, keyspace: &str) ->
     }
 }
 
-fn generate(out: &std::path::Path, args: &weir::config::GeneratorArgs) -> ExitCode {
+fn generate(out: &std::path::Path, topic: &str, args: &weir::config::GeneratorArgs) -> ExitCode {
     let config = match args.resolve() {
         Ok(c) if c.count.is_some() => c,
         Ok(_) => return fail(&weir::Error::Config("generate needs --count".into())),
         Err(e) => return fail(&e),
     };
+    // The topic's generator (clap allows only the generated topics).
+    let config = config.for_topic(topic).unwrap_or(config);
     match config.write_files(out) {
         Ok(()) => {
             println!(
-                "wrote {} users in {} partitions to {}",
+                "wrote {} {topic} messages in {} partitions to {}",
                 config.count.unwrap_or(0),
                 config.partitions,
                 out.display()

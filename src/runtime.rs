@@ -10,6 +10,21 @@
 //!    └──notes (what each offset retires) ──────────────────────► progress ──► events ──► worker loop
 //! ```
 //!
+//! A dataflow with `[[inputs]]` runs one source, sink and progress stage per input (the
+//! left input first), all on one timely dataflow; the inputs' joinable records meet in the
+//! join ([`crate::operators::asof`] or [`crate::operators::interval`]), whose view feeds the
+//! windows; the left input's sink writes the window results and an inner join's unmatched
+//! records; every progress stage follows the durable frontier of all the sinks:
+//!
+//! ```text
+//!  left source ──joinable──┐                                  ┌──► left sink ──┐
+//!                          ├──► join ──view──► windows ───────┘                 ├─durable─► progress (each input)
+//!  right source ─joinable──┘                                     right sink ────┘
+//! ```
+//!
+//! A table input (the right side of an as-of join) is read from its first offset on every
+//! start: its state is its history.
+//!
 //! Everything the engine runs on comes in as a value ([`Engine`]): the dataflow, the timely
 //! configuration, the [`Input`] (which makes each worker's reader), the [`Store`], the
 //! counters and the shutdown flag. Tests start it in-process with an in-memory topic and
@@ -163,6 +178,9 @@ pub fn run(engine: Engine) -> Result<Summary> {
     let mut sides = Vec::new();
     let mut changes = Vec::new();
     let mut resumed = Vec::new();
+    // The left input's stored time origin (the generator's): every input of the dataflow
+    // shares it, a table input (which keeps no progress of its own) included.
+    let mut left_epoch = None;
     for (index, side_spec, kind, mut input) in opened {
         let side_tables = Arc::new(tables.for_input(index));
         let source_id = input.id();
@@ -184,7 +202,11 @@ pub fn run(engine: Engine) -> Result<Summary> {
             )?
         };
         // The generator's time origin is part of its data: keep the stored one.
-        if let Some(stored) = plan.epoch {
+        let epoch = plan.epoch.or(left_epoch);
+        if sides.is_empty() {
+            left_epoch = plan.epoch;
+        }
+        if let Some(stored) = epoch {
             input.restore_epoch(stored);
         }
         // Fail fast, with one line, when the broker, topic or files are not there.

@@ -255,6 +255,9 @@ pub struct DataflowSpec {
     /// Its records' windows are final this long after their event time: an interval join's
     /// right input, whose records count in the windows of left records up to `-lower` later.
     pub retire_after_ms: u64,
+    /// A table input's declared delete marker: a record whose field has one of these labels
+    /// deletes its key, as a tombstone does.
+    pub delete_marker: Option<Select>,
 }
 
 /// What an input is.
@@ -411,6 +414,7 @@ struct RawInput {
     fields: Vec<Spanned<RawField>>,
     tables: RawInputTables,
     select: Option<Spanned<RawSelect>>,
+    delete_marker: Option<Spanned<RawSelect>>,
 }
 
 #[derive(Deserialize)]
@@ -910,6 +914,7 @@ impl DataflowSpec {
         };
         check_table_names(tables.names(), &e, raw.tables.span())?;
         Ok(DataflowSpec {
+            delete_marker: None,
             name,
             topic,
             fields: source.fields,
@@ -981,34 +986,51 @@ impl DataflowSpec {
                 idle_timeout: &input.idle_timeout,
             }
             .parse(e)?;
+            let labels = |raw: &Spanned<RawSelect>, what: &str| -> Result<Select, SpecError> {
+                let sel = raw.get_ref();
+                let field = source
+                    .fields
+                    .iter()
+                    .position(|f| f.name == sel.field)
+                    .ok_or_else(|| {
+                        e.at(
+                            Some(raw.span()),
+                            format!(
+                                "input {input_name:?}: {what} field {:?} is not a declared field",
+                                sel.field
+                            ),
+                        )
+                    })?;
+                if sel.values.is_empty() {
+                    return Err(e.at(
+                        Some(raw.span()),
+                        format!("input {input_name:?}: {what} needs at least one value"),
+                    ));
+                }
+                Ok(Select {
+                    field,
+                    values: sel.values.clone(),
+                })
+            };
             let select = match &input.select {
                 None => None,
-                Some(raw) => {
-                    let sel = raw.get_ref();
-                    let field = source
-                        .fields
-                        .iter()
-                        .position(|f| f.name == sel.field)
-                        .ok_or_else(|| {
-                            e.at(
-                                Some(raw.span()),
-                                format!(
-                                    "input {input_name:?}: select field {:?} is not a declared field",
-                                    sel.field
-                                ),
-                            )
-                        })?;
-                    if sel.values.is_empty() || input.kind == InputKind::Table {
-                        return Err(e.at(
-                            Some(raw.span()),
-                            format!("input {input_name:?}: select needs at least one value, and applies to streams (a table keeps every key's versions)"),
-                        ));
-                    }
-                    Some(Select {
-                        field,
-                        values: sel.values.clone(),
-                    })
+                Some(_) if input.kind == InputKind::Table => {
+                    return Err(e.at(
+                        input.select.as_ref().map(|s| s.span()),
+                        format!("input {input_name:?}: select applies to streams (a table keeps every key's versions)"),
+                    ))
                 }
+                Some(raw) => Some(labels(raw, "select")?),
+            };
+            let delete_marker = match &input.delete_marker {
+                None => None,
+                Some(raw) if input.kind != InputKind::Table => {
+                    return Err(e.at(
+                        Some(raw.span()),
+                        format!("input {input_name:?}: delete_marker applies to table inputs (`kind = \"table\"`)"),
+                    ))
+                }
+                Some(raw) => Some(labels(raw, "delete_marker")?),
             };
             inputs.push(Input {
                 name: input_name,
@@ -1040,6 +1062,7 @@ impl DataflowSpec {
                     path: path.to_path_buf(),
                     join: None,
                     retire_after_ms: 0,
+                    delete_marker,
                 },
             });
         }
@@ -1288,6 +1311,7 @@ impl DataflowSpec {
             tables: s.tables.clone(),
             path: path.to_path_buf(),
             retire_after_ms: 0,
+            delete_marker: None,
             join: Some(Box::new(Join {
                 kind,
                 left,
@@ -1547,6 +1571,11 @@ mod tests {
                 "values = [\"purchase\"]",
                 "values = []",
                 "select needs at least one value",
+            ),
+            (
+                "select = {",
+                "delete_marker = {",
+                "delete_marker applies to table inputs",
             ),
         ] {
             assert!(text.contains(from), "{from}");

@@ -202,6 +202,51 @@ fn an_interval_join_equals_the_oracle_at_every_shape() {
     assert!(expected["users_not_activated"].len() > 20);
 }
 
+#[test]
+fn a_declared_delete_marker_deletes_like_a_tombstone() {
+    // The users carry an `op` field; "delete" marks a delete of the record's key.
+    let text = std::fs::read_to_string(SPEC).unwrap().replacen(
+        "kind = \"table\"\n",
+        "kind = \"table\"\ndelete_marker = { field = \"op\", values = [\"delete\"] }\n",
+        1,
+    );
+    let text = text.replacen(
+        "[inputs.tables]\nrows = \"created_users\"",
+        "[[inputs.fields]]\nname = \"op\"\ntype = \"text\"\ncolumn = false\n\n[inputs.tables]\nrows = \"created_users\"",
+        1,
+    );
+    let dir = tempfile_dir();
+    let path = dir.join("markers.toml");
+    std::fs::write(&path, text).unwrap();
+    let spec = weir::spec::DataflowSpec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut data = inputs(24);
+    // Every 25th user that parses becomes a delete marker of itself.
+    let mut marked = 0;
+    for messages in data.get_mut("users_created").unwrap().values_mut() {
+        for (i, m) in messages.iter_mut().enumerate() {
+            let Ok(serde_json::Value::Object(mut user)) = serde_json::from_slice(&m.payload) else {
+                continue;
+            };
+            if i % 25 == 7 {
+                user.insert("op".into(), "delete".into());
+                m.payload = serde_json::to_vec(&user).unwrap();
+                marked += 1;
+            }
+        }
+    }
+    assert!(marked > 20, "{marked} markers");
+    let expected = common::oracle_inputs(&path, &data);
+    let store = MemoryStore::new();
+    run(&spec, &topic(&data), &store, 2).unwrap_or_else(|e| panic!("{e}"));
+    common::assert_tables_eq(&expected, &tables_of(&store, &spec), "delete markers, -w 2");
+    // Without the marker the same data keeps those users.
+    let plain = common::oracle_inputs(std::path::Path::new(SPEC), &data);
+    assert!(
+        plain["created_users"].len() > expected["created_users"].len(),
+        "the markers deleted rows"
+    );
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-joins-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -2,8 +2,10 @@
 //! cells: which version of a user an event is joined with (before, at and after a version's
 //! time, after a tombstone, for an unknown user, on a tie across partitions), the window
 //! counts per users.nat, tombstones that are late or malformed, and the inner join's
-//! unmatched table; the as-of join's `left`/`right` synonyms and `select`; and the interval join
-//! of dataflows/activation.toml (edges, pairs, selection, inner and left, a negative bound).
+//! unmatched table; the as-of join's `left`/`right` synonyms and `select`; a table input's
+//! declared delete marker (deletes as of a record's time, late and dead markers); and the
+//! interval join of dataflows/activation.toml (edges, pairs, selection, inner and left, a
+//! negative bound).
 
 mod common;
 
@@ -555,4 +557,182 @@ fn selection_takes_only_the_selected_values_into_the_join() {
     assert_eq!(activation_cell(&t, "NO"), Some(strings(&["1", "1", "1"])));
     assert_eq!(t["activation_by_value"].len(), 1);
     assert_eq!(t["activation_events"].len(), 11);
+}
+
+// A table input's declared delete marker.
+
+/// A user record with an `op` field.
+fn marked(offset: i64, id: &str, nat: &str, gender: &str, at: i64, op: &str) -> Msg {
+    let json = format!(
+        r#"{{"id":"{id}","gender":"{gender}","nat":"{nat}","op":"{op}","created_at":"{}"}}"#,
+        time(at)
+    );
+    Msg::new(offset, json.into_bytes(), Some(T0 + at))
+}
+
+/// user_activity.toml with an `op` field of the users and `delete_marker` on it.
+fn with_delete_marker(name: &str, join_type: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(dataflow()).unwrap();
+    for (from, to) in [
+        (
+            "kind = \"table\"\n",
+            "kind = \"table\"\ndelete_marker = { field = \"op\", values = [\"delete\", \"d\"] }\n",
+        ),
+        (
+            "[inputs.tables]\nrows = \"created_users\"",
+            "[[inputs.fields]]\nname = \"op\"\ntype = \"text\"\n\n[inputs.tables]\nrows = \"created_users\"",
+        ),
+        ("type = \"left\"", join_type),
+    ] {
+        assert_eq!(text.matches(from).count(), 1, "{from:?}");
+        text = text.replace(from, to);
+    }
+    let path = common::temp_dir("oracle_join").join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// B's marker at 1 s, late (the watermark is 10 s - 5 s): it deletes nothing.
+fn late_marker() -> Msg {
+    marked(5, B, "DE", "male", 1_000, "delete")
+}
+
+fn marker_topics() -> BTreeMap<String, Dataset> {
+    // No created_at: a dead letter, whatever its marker.
+    let dead_marker = Msg::new(
+        9,
+        format!(r#"{{"id":"{A}","op":"delete"}}"#).into_bytes(),
+        None,
+    );
+    let users = Dataset::from([(
+        0,
+        vec![
+            user(0, A, "NO", "female", 0),
+            user(1, B, "DE", "male", 1_000),
+            user(2, D, "SE", "male", 2_000),
+            // A deleted as of 5 s (a full record).
+            marked(3, A, "NO", "female", 5_000, "delete"),
+            // A's new version; "upsert" is no marker value.
+            marked(4, A, "FR", "female", 10_000, "upsert"),
+            late_marker(),
+            marked(6, C, "NO", "male", 12_000, "upsert"),
+            // Not late (the watermark is 7 s): deletes C as of 8 s, before its version at
+            // 12 s; the rows table, in offset order, loses C.
+            marked(7, C, "NO", "male", 8_000, "d"),
+            marked(8, D, "SE", "male", 20_000, "d"),
+            dead_marker,
+        ],
+    )]);
+    let events = Dataset::from([(
+        0,
+        vec![
+            event(0, 0, A, "login", None, 4_000),  // A as NO
+            event(1, 1, A, "login", None, 5_000),  // exactly A's delete: null
+            event(2, 2, A, "login", None, 6_000),  // A deleted: null
+            event(3, 3, D, "login", None, 7_000),  // D as SE
+            event(4, 4, C, "login", None, 9_000),  // C's delete at 8 s: null
+            event(5, 5, A, "login", None, 11_000), // A as FR
+            event(6, 6, B, "login", None, 12_000), // B as DE: the late marker deleted nothing
+            event(7, 7, C, "login", None, 13_000), // C's version at 12 s: NO
+            event(8, 8, D, "login", None, 21_000), // D deleted at 20 s: null
+            event(9, 9, A, "login", None, 22_000), // A as FR: the dead marker deleted nothing
+        ],
+    )]);
+    BTreeMap::from([
+        ("users_created".into(), users),
+        ("user_events".into(), events),
+    ])
+}
+
+#[test]
+fn a_table_inputs_delete_marker_deletes_its_key_as_of_the_records_time() {
+    let t = oracle_inputs(
+        &with_delete_marker("marker.toml", "type = \"left\""),
+        &marker_topics(),
+    );
+    let cell = |label: &str| by_value(&t, "1m", "users.nat", label, 0);
+    assert_eq!(cell("NO"), strings(&["2", "2", "0"]));
+    assert_eq!(cell("FR"), strings(&["2", "1", "0"]));
+    assert_eq!(cell("SE"), strings(&["1", "1", "0"]));
+    assert_eq!(cell("DE"), strings(&["1", "1", "0"]));
+    assert_eq!(cell("null"), strings(&["4", "3", "0"]));
+    assert_eq!(
+        starting(
+            &t,
+            "activity_by_value",
+            &["user_activity", "1m", "users.nat"]
+        )
+        .len(),
+        5
+    );
+    let gender = |label: &str| by_value(&t, "1m", "users.gender", label, 0);
+    assert_eq!(gender("female"), strings(&["3", "1", "0"]));
+    assert_eq!(gender("male"), strings(&["3", "3", "0"]));
+    assert_eq!(gender("null"), strings(&["4", "3", "0"]));
+
+    // The rows: A's new version and B; C and D deleted.
+    let users = &t["created_users"];
+    assert_eq!(users.len(), 2, "{users:?}");
+    let ids: BTreeSet<&str> = users.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, BTreeSet::from([A, B]));
+    let a = starting(&t, "created_users", &[A])[0];
+    assert_eq!(
+        (a[3].as_str(), a.last().unwrap().as_str()),
+        ("female", "upsert")
+    );
+    assert_eq!(
+        starting(&t, "created_users", &[B])[0].last().unwrap(),
+        "null"
+    );
+    // The late marker is a late record.
+    let late: Vec<_> = t["users_late_records"].iter().collect();
+    let expected = strings(&[
+        "users_created",
+        "0",
+        "5",
+        &(T0 + 1_000).to_string(),
+        &(T0 + 5_000).to_string(),
+        &hex(&late_marker().payload),
+        &late_marker().payload.len().to_string(),
+    ]);
+    assert_eq!(late, vec![&expected]);
+    // The marker without an event time is a dead letter.
+    let dead: Vec<_> = t["users_dead_letters"].iter().collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0][..5],
+        strings(&[
+            "users_created",
+            "0",
+            "9",
+            "missing_field",
+            "missing required field \"created_at\""
+        ])
+    );
+    assert_eq!(t["user_events"].len(), 10);
+
+    // An inner join: the events without a version, deleted or not yet, are unmatched.
+    let inner = with_delete_marker("marker_inner.toml", "type = \"inner\"");
+    let t = oracle_inputs(&inner, &marker_topics());
+    let unmatched: BTreeSet<Vec<String>> = [("1", A), ("2", A), ("4", C), ("8", D)]
+        .iter()
+        .map(|(o, k)| strings(&["user_events", "0", o, k]))
+        .collect();
+    assert_eq!(t["events_unmatched"], unmatched);
+    assert!(starting(
+        &t,
+        "activity_by_value",
+        &["user_activity", "1m", "users.nat", "null"]
+    )
+    .is_empty());
+
+    // Without the marker, marked records are versions like any other.
+    let t = oracle_inputs(&dataflow(), &marker_topics());
+    assert_eq!(t["created_users"].len(), 4);
+    assert!(starting(
+        &t,
+        "activity_by_value",
+        &["user_activity", "1m", "users.nat", "null"]
+    )
+    .is_empty());
 }

@@ -41,12 +41,16 @@ pub enum Command {
         #[arg(long, env = "WEIR_KEYSPACE", default_value = "spark_streams")]
         keyspace: String,
     },
-    /// Write the built-in generator's users as JSON-lines files, one per partition (the
-    /// layout of `--input`).
+    /// Write the built-in generator's users (or their events) as JSON-lines files, one per
+    /// partition (the layout of `--input`).
     Generate {
         /// Directory to write.
         #[arg(long)]
         out: PathBuf,
+        /// Which generated topic: users_created (users) or user_events (events of the users
+        /// the same flags make; --events-per-user of them per user).
+        #[arg(long, default_value = "users_created", value_parser = ["users_created", "user_events"])]
+        topic: String,
         /// Generator settings (`--count` is required).
         #[command(flatten)]
         generator: GeneratorArgs,
@@ -200,6 +204,11 @@ pub struct GeneratorArgs {
     /// Per mille of malformed records.
     #[arg(long, default_value_t = 1)]
     pub malformed: u64,
+    /// Events per user in the user_events topic (a dataflow joining events with users, or
+    /// `weir generate --topic user_events`): that topic has this many times --count messages,
+    /// at this many times --rate, over the same span of event time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub events_per_user: u64,
 }
 
 /// Options for running a dataflow.
@@ -244,7 +253,7 @@ pub struct RunArgs {
     #[arg(long, env = "WEIR_UNTIL")]
     pub until: Option<String>,
     /// Read JSON-lines files, one per partition, from this directory (offsets are byte
-    /// positions).
+    /// positions); a dataflow with `[[inputs]]` reads DIR/TOPIC for each input.
     #[arg(long, env = "WEIR_INPUT", conflicts_with = "brokers")]
     pub input: Option<PathBuf>,
 

@@ -54,6 +54,7 @@ impl ProduceArgs {
                 duplicates: *duplicates,
                 late: *late,
                 malformed: *malformed,
+                events_per_user: 1,
             };
             ProduceSource::Synthetic(generator.resolve()?)
         } else if let Some(path) = from_file {

@@ -90,6 +90,7 @@ impl GeneratorArgs {
             malformed_per_mille: self.malformed.min(1000),
             topic: GeneratedTopic::Users,
             tombstones_per_mille: 0,
+            events_per_user: self.events_per_user,
         })
     }
 }

@@ -98,6 +98,10 @@ pub struct GeneratorConfig {
     /// Per-mille of users messages (at offset 5 or later) that are tombstones of an earlier
     /// user of their partition (users only).
     pub tombstones_per_mille: u64,
+    /// Events per user (at least 1). The events topic made by [`Self::for_topic`] from a
+    /// users configuration has this many times its `count` and `rate`; event `i` refers to a
+    /// user near users index `i / events_per_user`.
+    pub events_per_user: u64,
 }
 
 /// What [`GeneratorConfig::keyed_message`] made, besides the bytes it wrote.
@@ -145,10 +149,32 @@ impl GeneratorConfig {
     /// The same generator (seed, partitions, count, rate, epoch and shares) making the
     /// generated topic of this name: `users_created` or `user_events`; `None` for others.
     pub fn for_topic(&self, topic: &str) -> Option<GeneratorConfig> {
-        GeneratedTopic::from_name(topic).map(|topic| GeneratorConfig {
+        let topic = GeneratedTopic::from_name(topic)?;
+        let users = self.users();
+        if topic == GeneratedTopic::Users {
+            return Some(users);
+        }
+        let k = users.events_per_user.max(1);
+        Some(GeneratorConfig {
             topic,
-            ..self.clone()
+            count: users.count.map(|c| c.saturating_mul(k)),
+            rate: users.rate * k as f64,
+            ..users
         })
+    }
+
+    /// The users topic this configuration's events refer to (itself for a users topic).
+    fn users(&self) -> GeneratorConfig {
+        if self.topic == GeneratedTopic::Users {
+            return self.clone();
+        }
+        let k = self.events_per_user.max(1);
+        GeneratorConfig {
+            topic: GeneratedTopic::Users,
+            count: self.count.map(|c| c / k),
+            rate: self.rate / k as f64,
+            ..self.clone()
+        }
     }
 
     /// Number of messages in `partition` (`None`: unbounded).
@@ -165,6 +191,9 @@ impl GeneratorConfig {
     fn nominal_time(&self, index: u64) -> u64 {
         if self.rate > 0.0 {
             self.epoch_ms + (index as f64 * 1000.0 / self.rate) as u64
+        } else if self.topic == GeneratedTopic::Events {
+            // As fast as possible: the events of a user's millisecond share it.
+            self.epoch_ms + index / self.events_per_user.max(1)
         } else {
             self.epoch_ms + index
         }
@@ -268,6 +297,9 @@ impl GeneratorConfig {
     /// there (a partition or offset outside the topic). About the users topic of this
     /// configuration whatever its [`topic`](Self::topic): events refer to users through it.
     pub fn user_id_at(&self, partition: i32, offset: i64) -> Option<String> {
+        if self.topic != GeneratedTopic::Users {
+            return self.users().user_id_at(partition, offset);
+        }
         if partition < 0 || partition >= self.partitions || offset < 0 {
             return None;
         }
@@ -378,7 +410,8 @@ impl GeneratorConfig {
             _ => "purchase",
         };
         let cents = rng.u64(100..50_000);
-        let j = rng.u64(index.saturating_sub(EVENT_USER_BEFORE)..=index + EVENT_USER_AFTER);
+        let near = index / self.events_per_user.max(1);
+        let j = rng.u64(near.saturating_sub(EVENT_USER_BEFORE)..=near + EVENT_USER_AFTER);
         let stranger = rng.u128(..);
         let partitions = self.partitions.max(1) as u64;
         let user_id = self
@@ -764,6 +797,7 @@ mod tests {
             malformed_per_mille: 50,
             topic: GeneratedTopic::Users,
             tombstones_per_mille: 0,
+            events_per_user: 1,
         }
     }
 
@@ -780,6 +814,7 @@ mod tests {
             malformed_per_mille: 20,
             topic: GeneratedTopic::Users,
             tombstones_per_mille: 30,
+            events_per_user: 1,
         }
     }
 
@@ -874,6 +909,7 @@ mod tests {
         // Tombstones do not change the id either (it names the position space, not the mix).
         let with = GeneratorConfig {
             tombstones_per_mille: 30,
+            events_per_user: 1,
             ..c.clone()
         };
         assert_eq!(with.id(), c.id());
@@ -967,6 +1003,7 @@ mod tests {
         // None without the share.
         let none = GeneratorConfig {
             tombstones_per_mille: 0,
+            events_per_user: 1,
             ..c
         };
         assert!(all(&none).iter().all(|m| !m.4.tombstone));
@@ -1082,5 +1119,45 @@ mod tests {
             .unwrap();
         assert_eq!(seen, [(0, 0), (0, 1), (2, 1), (0, 2), (2, 2), (0, 3)]);
         assert!(r.finished(0) && r.finished(2));
+    }
+
+    #[test]
+    fn several_events_per_user_span_the_users_time_and_refer_to_them() {
+        let users = GeneratorConfig {
+            count: Some(2_000),
+            tombstones_per_mille: 0,
+            events_per_user: 10,
+            ..joined()
+        };
+        let events = users.for_topic("user_events").unwrap();
+        assert_eq!(events.count, Some(20_000));
+        assert_eq!(events.for_topic("users_created").unwrap(), users);
+        let ids: std::collections::HashSet<String> = (0..users.partitions)
+            .flat_map(|p| (0..users.partition_len(p).unwrap()).map(move |o| (p, o)))
+            .filter_map(|(p, o)| users.user_id_at(p, o))
+            .collect();
+        let all = all(&events);
+        let known = all
+            .iter()
+            .filter(|(_, _, _, payload, _)| {
+                serde_json::from_slice::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v["user_id"].as_str().map(|u| ids.contains(u)))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert!(
+            known * 10 > all.len() * 9,
+            "{known} of {} events name a user",
+            all.len()
+        );
+        // The same span of event time as the users.
+        let last = |c: &GeneratorConfig| all_times(c).into_iter().max().unwrap();
+        let (u, e) = (last(&users), last(&events));
+        assert!(u.abs_diff(e) < 5_000, "users end at {u}, events at {e}");
+    }
+
+    fn all_times(c: &GeneratorConfig) -> Vec<i64> {
+        all(c).into_iter().map(|m| m.4.timestamp).collect()
     }
 }

@@ -509,15 +509,29 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                             }
                             time
                         }
-                        Ok(parsed) => {
+                        Ok(mut parsed) => {
                             let retire = spec.last_window_end(parsed.event_time).unwrap_or(time);
+                            // A table input's declared delete marker deletes the key, as a
+                            // tombstone does.
+                            let deleted = tombstone
+                                || spec.delete_marker.as_ref().is_some_and(|m| {
+                                    let label = parsed.values[m.field].label();
+                                    m.values.iter().any(|v| v.as_str() == label)
+                                });
+                            if deleted && !tombstone {
+                                for (i, value) in parsed.values.iter_mut().enumerate() {
+                                    if i != spec.key {
+                                        *value = crate::data::record::Value::Null;
+                                    }
+                                }
+                            }
                             let record = Record {
                                 partition: message.partition,
                                 offset: message.offset,
                                 event_time: parsed.event_time,
                                 key: parsed.key,
                                 values: parsed.values,
-                                deleted: tombstone,
+                                deleted,
                                 read_at_us,
                             };
                             match (join_side.is_some(), replay) {
@@ -776,6 +790,7 @@ mod tests {
             malformed_per_mille: 0,
             topic: crate::source::generator::GeneratedTopic::Users,
             tombstones_per_mille: 0,
+            events_per_user: 1,
         };
         let topic = MemoryTopic::new(partitions as usize);
         let mut buf = Vec::new();

@@ -10,7 +10,9 @@
 //! its event time by a plain search over the table's history; the interval join pairs each left
 //! record with every right record of its key whose time is within the interval, by a plain
 //! search over the right's records; and the windows fold the joined records. An input's
-//! `select` keeps its other records out of the join (and only out of the join).
+//! `select` keeps its other records out of the join (and only out of the join). A table
+//! input's `delete_marker` makes its good, non-late records whose field's label is one of the
+//! marker's values deletes of their keys, exactly as tombstones at their own event times.
 //!
 //! What it cannot know is the wording of three kinds of dead-letter reason (serde_json's parse
 //! error, how Weir describes a wrong value, and why a tombstone is malformed): for those it
@@ -64,11 +66,15 @@ struct Input {
     /// `select = { field, values }`: only records whose field's label is one of the values
     /// take part in the join.
     select: Option<(usize, HashSet<String>)>,
+    /// `delete_marker = { field, values }` (table inputs): a good record whose field's label is
+    /// one of the values deletes its key, as a tombstone at its event time would.
+    delete_marker: Option<(usize, HashSet<String>)>,
 }
 
 impl Input {
-    /// Whether a good record (or tombstone: `None`) takes part in the join. A tombstone has no
-    /// fields to select by: it always takes part (it deletes its key as of its time).
+    /// Whether a good record (or delete, a tombstone or marked record: `None`) takes part in
+    /// the join. A delete is not selected by its fields: it always takes part (it deletes its
+    /// key as of its time).
     fn selects(&self, values: Option<&[V]>) -> bool {
         match (&self.select, values) {
             (Some((field, labels)), Some(values)) => labels.contains(&values[*field].render()),
@@ -181,16 +187,23 @@ fn read_input(v: &toml::Value, name: String) -> Input {
             .position(|f| f.name == name)
             .unwrap_or_else(|| panic!("no field {name:?}"))
     };
-    let select = v.get("select").map(|sel| {
-        let labels = list(sel, "values")
-            .iter()
-            .map(|l| l.as_str().expect("select values are text").to_string())
-            .collect();
-        (
-            index(&s(sel, "field").expect("select names a field")),
-            labels,
-        )
-    });
+    // `select` and `delete_marker`: a field and the labels it is compared with.
+    let labels = |k: &str| {
+        v.get(k).map(|sel| {
+            let labels = list(sel, "values")
+                .iter()
+                .map(|l| {
+                    l.as_str()
+                        .unwrap_or_else(|| panic!("{k} values are text"))
+                        .to_string()
+                })
+                .collect();
+            let field = s(sel, "field").unwrap_or_else(|| panic!("{k} names a field"));
+            (index(&field), labels)
+        })
+    };
+    let select = labels("select");
+    let delete_marker = labels("delete_marker");
     Input {
         name,
         topic: s(v, "topic").unwrap(),
@@ -203,6 +216,7 @@ fn read_input(v: &toml::Value, name: String) -> Input {
             .map(|f| index(&f)),
         tables: table_names(v),
         select,
+        delete_marker,
         fields,
     }
 }
@@ -541,7 +555,7 @@ struct Good {
     offset: i64,
     event_time: u64,
     key: String,
-    /// `None`: a tombstone.
+    /// `None`: a delete (a tombstone, or a record with the input's delete marker).
     values: Option<Vec<V>>,
 }
 
@@ -552,6 +566,11 @@ struct Good {
 /// what it is today, an empty payload (a `malformed` dead letter). A good tombstone deletes its
 /// key's row; a late one is a row of the late table like a late record (event time, watermark,
 /// payload `""`, length `0`) and deletes nothing. Tombstones move the watermark like records.
+///
+/// A good, non-late record of a table input with a `delete_marker` whose marker field's label
+/// is one of the marker's values is a delete of its key at its event time, as a tombstone is
+/// (returned with no values). A late one is a late record; one that fails to parse is a dead
+/// letter, whatever its marker.
 fn read_messages(input: &Input, data: &Dataset, out: &mut Tables) -> Vec<Good> {
     let table = |k: &str| input.tables[k].clone();
     for k in ["rows", "dead_letters", "late"] {
@@ -597,6 +616,14 @@ fn read_messages(input: &Input, data: &Dataset, out: &mut Tables) -> Vec<Good> {
                 out.get_mut(&table("late")).unwrap().insert(row);
                 continue;
             }
+            let values = match (&input.delete_marker, values) {
+                (Some((field, labels)), Some(values))
+                    if input.table && labels.contains(&values[*field].render()) =>
+                {
+                    None
+                }
+                (_, values) => values,
+            };
             match &values {
                 Some(values) => {
                     let row = input
@@ -760,7 +787,7 @@ fn run(flow: &Flow, topics: &BTreeMap<&str, &Dataset>) -> Tables {
                 JoinKind::AsOf { stream, table, on } => {
                     let (stream, table) = (&flow.inputs[stream], &flow.inputs[table]);
                     // Key -> its history: (event time, partition, offset, values or None for
-                    // a tombstone).
+                    // a delete: a tombstone or a marked record).
                     type Version = (u64, i32, i64, Option<Vec<V>>);
                     let mut history: HashMap<String, Vec<Version>> = HashMap::new();
                     for g in joined(table, &mut out) {
@@ -773,7 +800,7 @@ fn run(flow: &Flow, topics: &BTreeMap<&str, &Dataset>) -> Tables {
                         let t = g.event_time;
                         let key = values[on].key();
                         // The version as of t: the latest at or before t by (event time,
-                        // partition, offset); a tombstone there means none.
+                        // partition, offset); a delete there means none.
                         let version = key
                             .as_ref()
                             .and_then(|k| history.get(k))
