@@ -205,6 +205,8 @@ struct Consumed {
     key: Option<String>,
     payload: String,
     timestamp: i64,
+    /// A null value (Kafka tombstone); `payload` is then empty.
+    null: bool,
 }
 
 /// Every message of `topic`, read with `assign()` from the beginning to the high watermarks.
@@ -252,6 +254,7 @@ fn consume_all(topic: &str) -> Vec<Consumed> {
             key: m.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
             payload: String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap(),
             timestamp: m.timestamp().to_millis().unwrap(),
+            null: m.payload().is_none(),
         });
     }
     out
@@ -706,7 +709,7 @@ fn a_message_kafka_refuses_is_counted_as_failed_and_the_rest_is_produced() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("cannot produce user 00000000-0000-4000-8000-000000000191"),
+        stderr.contains("cannot produce the message keyed 00000000-0000-4000-8000-000000000191"),
         "{stderr}"
     );
     let keys: BTreeSet<_> = consume_all(&topic)
@@ -927,5 +930,199 @@ fn the_pipeline_reads_what_produce_wrote_and_equals_the_oracle() {
         &expected,
         &read_sqlite(&db, &spec),
         "produce -> kafka -> weir",
+    );
+}
+
+/// An event as documented (README "Joins"): nothing more, nothing less.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    event_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    amount: Option<f64>,
+    created_at: String,
+}
+
+#[test]
+fn synthetic_events_and_tombstones_reach_kafka_keyed_with_null_values() {
+    // The users (with tombstones) and their events, as the joined dataflow reads them. The
+    // topics have names of their own, so --synthetic-topic picks the events' generator.
+    let count = 3000;
+    let flags = [
+        "--synthetic",
+        "--seed",
+        "12",
+        "--count",
+        "3000",
+        "--epoch",
+        "2026-11-21T10:00:00Z",
+        "--tombstones-per-mille",
+        "30",
+        "--partitions",
+        "3",
+    ];
+    let users_topic = unique("users_tombstones");
+    let events_topic = unique("user_events");
+    let mut consumed = Vec::new();
+    for (topic, extra) in [
+        (&users_topic, &[][..]),
+        (&events_topic, &["--synthetic-topic", "user_events"][..]),
+    ] {
+        let mut args = kafka_args(topic);
+        args.extend(strings(&flags));
+        args.extend(strings(extra));
+        let (status, _, stderr) = produce_cmd(&args);
+        assert!(status.success(), "{stderr}");
+        assert!(
+            summary_line(&stderr)
+                .contains("fetched 3000, produced 3000, retried 0, skipped 0, failed 0"),
+            "{stderr}"
+        );
+        consumed.push(consume_all(topic));
+    }
+    let (users, events) = (&consumed[0], &consumed[1]);
+
+    // Exactly the generator's messages (one generator partition: its global order), each
+    // with its key, its value or a null one, and its timestamp.
+    let mut g = generator(12, 1, count, 0.0);
+    g.duplicates_per_mille = 0;
+    g.late_per_mille = 0;
+    g.malformed_per_mille = 0;
+    g.tombstones_per_mille = 30;
+    type Made = (Option<String>, Option<String>, i64);
+    let as_made = |g: &weir::source::generator::GeneratorConfig| {
+        let mut made: Vec<Made> = generated(g)[&0]
+            .iter()
+            .map(|m| {
+                (
+                    m.key.clone().map(|k| String::from_utf8(k).unwrap()),
+                    (!m.tombstone).then(|| String::from_utf8(m.payload.clone()).unwrap()),
+                    m.timestamp.unwrap(),
+                )
+            })
+            .collect();
+        made.sort();
+        made
+    };
+    let as_read = |c: &[Consumed]| {
+        let mut read: Vec<Made> = c
+            .iter()
+            .map(|m| {
+                (
+                    m.key.clone(),
+                    (!m.null).then(|| m.payload.clone()),
+                    m.timestamp,
+                )
+            })
+            .collect();
+        read.sort();
+        read
+    };
+    assert_eq!(as_read(users), as_made(&g), "the users topic");
+    let events_g = g.for_topic("user_events").unwrap();
+    assert_eq!(as_read(events), as_made(&events_g), "the events topic");
+
+    // Users: keyed by id, stamped with created_at; tombstones are null values keyed by the id
+    // of a user earlier in the same partition.
+    let mut ids = BTreeSet::new();
+    let mut tombstones = 0;
+    for m in users {
+        let key = m.key.as_deref().expect("every users message has a key");
+        if m.null {
+            tombstones += 1;
+            assert!(m.payload.is_empty());
+            let earlier = users.iter().any(|u| {
+                u.partition == m.partition
+                    && u.offset < m.offset
+                    && !u.null
+                    && u.key.as_deref() == Some(key)
+            });
+            assert!(
+                earlier,
+                "{m:?}: a tombstone of an earlier user of its partition"
+            );
+        } else {
+            let v: Value = serde_json::from_str(&m.payload).unwrap();
+            assert_eq!(v["id"].as_str(), Some(key), "keyed by id");
+            assert_eq!(
+                Some(m.timestamp),
+                weir::time::parse_rfc3339(v["created_at"].as_str().unwrap())
+            );
+            ids.insert(key.to_string());
+        }
+    }
+    assert!(
+        (count as usize * 15 / 1000..count as usize * 45 / 1000).contains(&tombstones),
+        "{tombstones} tombstones for 30 per 1,000"
+    );
+
+    // Events: the documented fields, keyed by event_id, stamped with created_at, about the
+    // users of the users topic (a few about nobody).
+    let mut kinds = BTreeMap::new();
+    let mut known = 0;
+    for m in events {
+        assert!(!m.null, "events have no tombstones");
+        let event: Event =
+            serde_json::from_str(&m.payload).unwrap_or_else(|e| panic!("{e}: {}", m.payload));
+        assert_eq!(m.key, Some(event.event_id.to_string()), "keyed by event_id");
+        assert_eq!(
+            Some(m.timestamp),
+            weir::time::parse_rfc3339(&event.created_at),
+            "stamped with created_at"
+        );
+        match event.amount {
+            Some(amount) => {
+                assert_eq!(event.kind, "purchase", "{}", m.payload);
+                assert!(
+                    m.payload.contains(&format!("\"amount\":{amount:.2},")),
+                    "two decimals: {}",
+                    m.payload
+                );
+            }
+            None => assert_ne!(event.kind, "purchase", "{}", m.payload),
+        }
+        *kinds.entry(event.kind).or_insert(0) += 1;
+        known += ids.contains(&event.user_id.to_string()) as usize;
+    }
+    assert_eq!(
+        kinds.keys().collect::<Vec<_>>(),
+        ["login", "page_view", "purchase"]
+    );
+    assert!(
+        known * 10 > events.len() * 9 && known < events.len(),
+        "{known} of {} events are about a user of the users topic",
+        events.len()
+    );
+
+    // --topic user_events picks the events by itself; --dry-run prints a tombstone as `null`.
+    let (status, stdout, stderr) = produce_cmd(&strings(&[
+        "--synthetic",
+        "--topic",
+        "user_events",
+        "--count",
+        "5",
+        "--dry-run",
+    ]));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    for line in stdout.lines() {
+        serde_json::from_str::<Event>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    // (Few enough lines for the pipe: `run` reads stdout once the process has ended.)
+    let (status, stdout, stderr) = produce_cmd(&strings(&[
+        "--synthetic",
+        "--count",
+        "100",
+        "--tombstones-per-mille",
+        "200",
+        "--dry-run",
+    ]));
+    assert!(status.success(), "{stderr}");
+    let nulls = stdout.lines().filter(|l| *l == "null").count();
+    assert!(
+        nulls > 5 && stdout.lines().count() == 100,
+        "{nulls} null lines"
     );
 }

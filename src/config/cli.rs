@@ -392,7 +392,8 @@ pub struct ProduceArgs {
     /// Kafka security and librdkafka settings.
     #[command(flatten)]
     pub kafka: KafkaSecurityArgs,
-    /// Print the formatted users as JSON lines on stdout instead of producing them.
+    /// Print the formatted users (with --synthetic: the messages' values, a tombstone as the
+    /// line `null`) as JSON lines on stdout instead of producing them.
     #[arg(long)]
     pub dry_run: bool,
 
@@ -401,14 +402,24 @@ pub struct ProduceArgs {
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = DEFAULT_API,
           conflicts_with_all = ["synthetic", "from_file"])]
     pub api: Option<String>,
-    /// Generate users offline with the built-in generator (deterministic for --seed).
+    /// Generate messages offline with the built-in generator (deterministic for --seed): the
+    /// users of users_created, or, when --topic is user_events, their events (see
+    /// --synthetic-topic for other topic names).
     #[arg(long, conflicts_with = "from_file")]
     pub synthetic: bool,
+    /// Which generated topic --synthetic makes: users_created (users) or user_events (events
+    /// of the users the same --seed, --count, --epoch, --rate, --duplicates, --malformed and
+    /// --tombstones-per-mille produce). Default: --topic when it is one of them, else
+    /// users_created.
+    #[arg(long, value_name = "TOPIC", requires = "synthetic",
+          value_parser = ["users_created", "user_events"])]
+    pub synthetic_topic: Option<String>,
     /// Replay a JSON-lines file of API responses, raw API users or formatted users.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
 
-    /// Stop after this many users.
+    /// Stop after this many users (with --synthetic: messages, tombstones and events
+    /// included).
     #[arg(long)]
     pub count: Option<u64>,
     /// Stop after this long, e.g. 1m (the DAG's run).
@@ -461,6 +472,11 @@ pub struct ProduceArgs {
     /// Per mille of deliberately malformed synthetic records (they are produced).
     #[arg(long, default_value_t = 0)]
     pub malformed: u64,
+    /// Per mille of synthetic users messages that are tombstones (null values keyed by the id
+    /// of a user produced shortly before, stamped with their own event time): deletes for a
+    /// table input. With user_events, give the value its users were produced with.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub tombstones_per_mille: u64,
 
     /// How long Kafka may take to acknowledge a message before it counts as failed.
     #[arg(long, default_value = "60s", value_parser = duration)]

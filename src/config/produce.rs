@@ -18,6 +18,7 @@ impl ProduceArgs {
             dry_run,
             api,
             synthetic,
+            synthetic_topic,
             from_file,
             count,
             run_for,
@@ -36,6 +37,7 @@ impl ProduceArgs {
             duplicates,
             late,
             malformed,
+            tombstones_per_mille,
             delivery_timeout,
             kafka_timeout,
             log_every,
@@ -56,7 +58,14 @@ impl ProduceArgs {
                 malformed: *malformed,
                 events_per_user: 1,
             };
-            ProduceSource::Synthetic(generator.resolve()?)
+            let users = generator.resolve()?;
+            // The generated topic: --synthetic-topic, else --topic when it names one, else the
+            // users (what --synthetic made before there were other topics).
+            let named = synthetic_topic.as_deref().unwrap_or(topic);
+            let mut generated = users.for_topic(named).unwrap_or(users);
+            // Events look their users up with the users topic's shares, tombstones included.
+            generated.tombstones_per_mille = (*tombstones_per_mille).min(1000);
+            ProduceSource::Synthetic(generated)
         } else if let Some(path) = from_file {
             ProduceSource::File(path.clone())
         } else {

@@ -1,5 +1,5 @@
-//! Producing formatted users to Kafka: keyed by id, idempotent, `acks=all`, compressed,
-//! stamped with `created_at`, every delivery counted.
+//! Producing formatted users (or the generator's events and tombstones) to Kafka: keyed by id,
+//! idempotent, `acks=all`, compressed, stamped with `created_at`, every delivery counted.
 //!
 //! Security settings (SASL, TLS, properties file, `--kafka-config`) come resolved in
 //! [`KafkaSinkConfig::settings`], the same as the consumer's (`crate::security`), and apply to
@@ -184,12 +184,14 @@ impl KafkaSink {
     }
 
     /// Hands one message to the producer, waiting while its queue is full. A message the
-    /// client refuses outright (too large, say) is counted as a failed delivery.
-    pub async fn send(&self, key: Option<&str>, payload: &[u8], timestamp_ms: i64) {
+    /// client refuses outright (too large, say) is counted as a failed delivery. `payload`
+    /// `None` is a Kafka tombstone (a null value, not an empty one).
+    pub async fn send(&self, key: Option<&[u8]>, payload: Option<&[u8]>, timestamp_ms: i64) {
         loop {
-            let mut record = BaseRecord::to(&self.topic)
-                .payload(payload)
-                .timestamp(timestamp_ms);
+            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).timestamp(timestamp_ms);
+            if let Some(payload) = payload {
+                record = record.payload(payload);
+            }
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -199,11 +201,16 @@ impl KafkaSink {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 Err((e, _)) => {
-                    let id = key.unwrap_or("(no key)");
+                    let id = key.map_or("(no key)".into(), String::from_utf8_lossy);
+                    let what = if payload.is_some() {
+                        "the message"
+                    } else {
+                        "the tombstone"
+                    };
                     return self
                         .producer
                         .context()
-                        .failed(format!("cannot produce user {id}: {e}"));
+                        .failed(format!("cannot produce {what} keyed {id}: {e}"));
                 }
             }
         }

@@ -24,7 +24,13 @@
 //!   with milliseconds).
 //! - **Synthetic users are the generator's**: `--synthetic --seed S` emits exactly the messages
 //!   of [`crate::source::generator`] for seed S, in order, so the pipeline's tests and
-//!   `weir produce` agree on what a user looks like.
+//!   `weir produce` agree on what a user looks like. The generated topic is `--topic`'s when it
+//!   is `users_created` or `user_events` ([`GeneratorConfig::for_topic`]; `--synthetic-topic`
+//!   names it for a topic of another name), else the users: `user_events` are the events of
+//!   the users the same flags produce, keyed by `event_id`; `--tombstones-per-mille N` makes N
+//!   in 1,000 users messages tombstones of an earlier user (key = the user's id, a null value,
+//!   the tombstone's own event time as the timestamp). Each message carries the generator's
+//!   key and timestamp as they are.
 //!
 //! The run ends at `--count`, `--for`, the end of the file, or Ctrl-C, then waits for every
 //! delivery. The summary counts fetched, produced, retried, skipped and failed.
@@ -342,12 +348,14 @@ enum Sink {
 }
 
 impl Sink {
+    /// Sends one message; `payload` `None` is a tombstone (a Kafka null value; `--dry-run`
+    /// prints it as the line `null`).
     async fn send(
         &mut self,
         stats: &Stats,
         stop: &Stop,
-        key: Option<&str>,
-        payload: &[u8],
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
         timestamp_ms: i64,
     ) -> Result<()> {
         stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -357,7 +365,8 @@ impl Sink {
                 Ok(())
             }
             Sink::Print(out) => {
-                match out.write_all(payload).and_then(|()| out.write_all(b"\n")) {
+                let line = payload.unwrap_or(b"null");
+                match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
                     Ok(()) => {
                         stats.produced.fetch_add(1, Ordering::Relaxed);
                         Ok(())
@@ -498,8 +507,8 @@ impl Run<'_> {
             .send(
                 self.stats,
                 self.stop,
-                Some(&user.id),
-                &user.to_json(),
+                Some(user.id.as_bytes()),
+                Some(&user.to_json()),
                 timestamp_ms,
             )
             .await
@@ -555,14 +564,13 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The generator's messages of partition 0 in order (its global order), each with its own
+    /// key (`keyed_message`: a user's id, an event's id, the deleted user's id for a tombstone;
+    /// none for a malformed message whose id cannot be read), its value (none for a tombstone)
+    /// and its event time as the timestamp.
     async fn synthetic(&mut self, generator: GeneratorConfig) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct Id<'a> {
-            #[serde(borrow)]
-            id: std::borrow::Cow<'a, str>,
-        }
         let started = Instant::now();
-        let mut buf = Vec::with_capacity(1024);
+        let (mut key, mut buf) = (Vec::with_capacity(64), Vec::with_capacity(1024));
         let mut index: u64 = 0;
         while !self.done() {
             if generator.rate > 0.0 {
@@ -573,18 +581,16 @@ impl Run<'_> {
                     continue;
                 }
             }
-            let timestamp = generator.message(0, index as i64, &mut buf);
+            let generated = generator.keyed_message(0, index as i64, &mut key, &mut buf);
             index += 1;
             self.stats.fetched.fetch_add(1, Ordering::Relaxed);
-            // Malformed records (only with --malformed) carry no key.
-            let id = serde_json::from_slice::<Id>(&buf).ok();
             self.sink
                 .send(
                     self.stats,
                     self.stop,
-                    id.as_ref().map(|i| i.id.as_ref()),
-                    &buf,
-                    timestamp,
+                    generated.keyed.then_some(key.as_slice()),
+                    (!generated.tombstone).then_some(buf.as_slice()),
+                    generated.timestamp,
                 )
                 .await?;
         }

@@ -653,3 +653,126 @@ where
         .await
         .map_err(|e| e.to_string())
 }
+
+/// The deletes Weir's Cassandra sink sends for a table input's tombstones: `DELETE FROM ks.t
+/// WHERE key = ?` on a rows table (one uuid partition key, no clustering), prepared, executed
+/// alone and in unlogged batches (also mixed with inserts), then the table read back whole with
+/// paging as the tests read it. kassandra 0.14 parses, prepares and executes DELETE by full
+/// primary key itself (`Plan::Delete` removes the partition); the server adds nothing. Every
+/// check here is required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_deletes_alone_and_in_batches_remove_rows() {
+    let (_server, addr) = start_server();
+    let session = connect(&addr).await;
+    let ks = "smoke_delete";
+    for q in [
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+        // As Weir's sink creates a rows table.
+        format!("CREATE TABLE IF NOT EXISTS {ks}.created_users (id uuid, name text, PRIMARY KEY ((id)))"),
+    ] {
+        session.query_unpaged(q, ()).await.expect("DDL");
+    }
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {ks}.created_users (id, name) VALUES (?, ?)"
+        ))
+        .await
+        .expect("prepare insert");
+    let delete = session
+        .prepare(format!("DELETE FROM {ks}.created_users WHERE id = ?"))
+        .await
+        .expect("prepare delete");
+    let id = |i: u128| Uuid::from_u128(0x1000 + i);
+    let mut expected: BTreeMap<Uuid, String> = BTreeMap::new();
+    for i in 0..600 {
+        session
+            .execute_unpaged(&insert, (id(i), format!("user {i}")))
+            .await
+            .expect("insert");
+        expected.insert(id(i), format!("user {i}"));
+    }
+    // Alone: every 7th user.
+    for i in (0..600).step_by(7) {
+        session
+            .execute_unpaged(&delete, (id(i),))
+            .await
+            .expect("delete");
+        expected.remove(&id(i));
+    }
+    // Twice, and a key that never existed: no error, nothing else changes.
+    session
+        .execute_unpaged(&delete, (id(0),))
+        .await
+        .expect("delete again");
+    session
+        .execute_unpaged(&delete, (Uuid::from_u128(0xffff_ffff),))
+        .await
+        .expect("delete of a missing key");
+    // An unlogged batch of 20 deletes.
+    let mut batch = Batch::new(BatchType::Unlogged);
+    let mut values = Vec::new();
+    for i in (1..600).step_by(29).take(20) {
+        batch.append_statement(delete.clone());
+        values.push((id(i),));
+        expected.remove(&id(i));
+    }
+    session
+        .batch(&batch, &values)
+        .await
+        .expect("a batch of deletes");
+    // A batch of an insert, its delete, a re-insert and the delete of an original user:
+    // applied in order.
+    let mut mixed = Batch::new(BatchType::Unlogged);
+    mixed.append_statement(insert.clone());
+    mixed.append_statement(delete.clone());
+    mixed.append_statement(insert.clone());
+    mixed.append_statement(delete.clone());
+    let a = id(5000);
+    session
+        .batch(&mixed, ((a, "gone"), (a,), (a, "back"), (id(2),)))
+        .await
+        .expect("a mixed batch");
+    expected.insert(a, "back".into());
+    expected.remove(&id(2));
+    // Re-inserting a deleted key brings it back.
+    session
+        .execute_unpaged(&insert, (id(7), "again"))
+        .await
+        .expect("re-insert");
+    expected.insert(id(7), "again".into());
+    // The whole table, paged (the tests' readers), and by key.
+    let mut scan =
+        scylla::statement::Statement::new(format!("SELECT id, name FROM {ks}.created_users"));
+    scan.set_page_size(50);
+    let rows: Vec<(Uuid, String)> = session
+        .query_iter(scan, ())
+        .await
+        .expect("scan")
+        .rows_stream::<(Uuid, String)>()
+        .expect("rows")
+        .try_collect()
+        .await
+        .expect("scan rows");
+    let got: BTreeMap<Uuid, String> = rows.iter().cloned().collect();
+    assert_eq!(got.len(), rows.len(), "no row twice in a scan");
+    assert_eq!(got, expected, "the table after deletes");
+    let by_id = session
+        .prepare(format!(
+            "SELECT id, name FROM {ks}.created_users WHERE id = ?"
+        ))
+        .await
+        .expect("prepare select");
+    for i in [0u128, 1, 2, 3, 7, 14, 5000] {
+        let rows = select_rows::<(Uuid, String)>(&session, &by_id, (id(i),))
+            .await
+            .expect("select by id");
+        assert_eq!(
+            rows.first().map(|r| r.1.clone()),
+            expected.get(&id(i)).cloned(),
+            "user {i}"
+        );
+    }
+}
