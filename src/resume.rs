@@ -164,6 +164,24 @@ impl Plan {
         }
     }
 
+    /// The start of a table input: it reads its history from the first offset on every start
+    /// (its state is its history, and the join needs all of it), with a fresh partition's
+    /// watermark, so lateness is decided as in the run that first read it. Rows, dead letters
+    /// and late records before a partition's stored `rows_from` are durable and not written
+    /// again (a replay must not put back a row a later tombstone deleted); a change to the
+    /// rows' definition writes them all again. Nothing is refused: the table's rows are the
+    /// same function of its history under any file.
+    pub fn table(current: &Definition, stored: &[PartitionProgress]) -> Self {
+        let mut plan = Plan::new(current, stored);
+        plan.changes.retain(|c| c.kind != Kind::Refused);
+        for p in plan.partitions.values_mut() {
+            p.offset = None;
+            p.watermark = None;
+            p.backfill = false;
+        }
+        plan
+    }
+
     /// The changes that stop the start, if any.
     pub fn refused(&self) -> Vec<&Change> {
         self.changes

@@ -61,6 +61,8 @@ use crate::schema::Schema;
 use crate::sink::{Store, TableSet};
 use crate::source::{Committer, Input, SourceParts, StartAt};
 use crate::spec::{DataflowSpec, InputKind, Join, JoinKind};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Concatenate;
@@ -69,7 +71,7 @@ use timely::dataflow::Stream;
 use crate::data::record::{Key, Record, Value};
 use crate::data::row::Row;
 use crate::operators::asof::TableChange;
-use crate::operators::window::{observe, Observation};
+use crate::operators::window::{observe_fields, Observation};
 use crate::status::{DataflowInfo, WindowNames};
 
 /// Everything the engine runs on.
@@ -185,11 +187,13 @@ pub fn run(engine: Engine) -> Result<Summary> {
         let side_tables = Arc::new(tables.for_input(index));
         let source_id = input.id();
         let table = kind == Some(InputKind::Table);
-        // A table input is read from its start on every run (its state is its history), so
-        // its stored progress is not resumed; the stream input's outputs are the view's.
+        // A table input is read from its start on every run (its state is its history); its
+        // stored progress only says which rows are durable already ([`Plan::table`]). The
+        // stream input's outputs are the view's.
         let definition = Definition::of(if table { &side_spec } else { &spec }, &source_id);
-        let plan = if table {
-            Plan::new(&definition, &[])
+        // (`--reset-progress` discards it as for any input.)
+        let plan = if table && !settings.reset_progress {
+            Plan::table(&definition, &store.read_progress(&spec.name, &source_id)?)
         } else {
             plan_start(
                 &spec,
@@ -201,8 +205,13 @@ pub fn run(engine: Engine) -> Result<Summary> {
                 &failed,
             )?
         };
-        // The generator's time origin is part of its data: keep the stored one.
-        let epoch = plan.epoch.or(left_epoch);
+        // The generator's time origin is part of its data: keep the stored one (the left
+        // input's, for every input).
+        let epoch = if table {
+            left_epoch.or(plan.epoch)
+        } else {
+            plan.epoch.or(left_epoch)
+        };
         if sides.is_empty() {
             left_epoch = plan.epoch;
         }
@@ -212,7 +221,10 @@ pub fn run(engine: Engine) -> Result<Summary> {
         // Fail fast, with one line, when the broker, topic or files are not there.
         input.check()?;
         resumed.push(if table {
-            format!("input {}: a table, read from its start", side_spec.topic)
+            match plan.partitions.len() {
+                0 => format!("input {}: a table, read from its start", side_spec.topic),
+                n => format!("input {}: a table, read from its start; its rows before the stored offsets of {n} partitions are durable and not written again", side_spec.topic),
+            }
         } else {
             plan.summary(&spec.name)
         });
@@ -618,7 +630,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
                     &gauges,
                 );
                 let tables = Arc::clone(&shared.sides[0].tables);
-                let cells = tables.unmatched().map(|table| {
+                let cells = unmatched.zip(tables.unmatched()).map(|(unmatched, table)| {
                     unmatched
                         .map(move |(record, key)| (table, tables.unmatched_cells(&record, &key)))
                 });
@@ -813,19 +825,24 @@ fn join_view<'s>(
     let left = selected(left, join.inputs[join.left].select.clone());
     let right = selected(right, join.inputs[join.right].select.clone());
     let events = left.map(move |r: Record| (join_key(&r.values[on]), r.event_time, r));
+    // The right records keep only the view's fields the windows read: the join carries and
+    // clones them for every match.
+    let columns = RightColumns::new(view, join);
+    let project = columns.clone();
     let joined: Stream<'s, u64, Vec<(Record, Option<Row>)>> = match join.kind {
         JoinKind::AsOf => {
-            let changes = right.map(|r: Record| TableChange {
+            let changes = right.map(move |r: Record| TableChange {
                 key: r.key,
                 time: r.event_time,
                 order: (r.partition, r.offset),
-                row: (!r.deleted).then_some(Row(r.values)),
+                row: (!r.deleted).then(|| project.row(r.values)),
             });
             crate::operators::asof::render(events, changes, Key::route, Arc::clone(&gauges.as_of))
         }
         JoinKind::Interval { lower_ms, upper_ms } => {
             let records = right.flat_map(move |r: Record| {
-                join_key(&r.values[right_on]).map(|k| (k, r.event_time, Row(r.values)))
+                let key = join_key(&r.values[right_on])?;
+                Some((key, r.event_time, project.row(r.values)))
             });
             crate::operators::interval::render(
                 events,
@@ -845,34 +862,91 @@ fn join_view<'s>(
             })
         }
     };
-    let (view, inner) = (view.clone(), join.inner);
-    let width = join.inputs[join.right].spec.fields.len();
-    let observations = joined
-        .clone()
-        .flat_map(move |(event, row): (Record, Option<Row>)| {
-            if inner && row.is_none() {
-                return None;
-            }
-            let key = join_key(&event.values[on])?;
-            let mut values = event.values;
-            match row {
-                Some(Row(row)) => values.extend(row),
-                None => values.extend(std::iter::repeat_n(Value::Null, width)),
-            }
-            let record = Record {
-                key,
-                values,
-                ..event
-            };
-            Some(observe(&view, &record))
-        });
-    let unmatched = joined.flat_map(move |(event, row): (Record, Option<Row>)| {
-        (inner && row.is_none()).then(|| {
-            let key = event.values[on].label().to_string();
-            (event, key)
+    let view = view.clone();
+    let observe_joined = move |(event, row): (Record, Option<Row>)| {
+        let key = join_key(&event.values[on])?;
+        Some(observe_fields(&view, event.event_time, key, |f| {
+            columns.value(&event, row.as_ref(), f)
+        }))
+    };
+    if !join.inner {
+        return (joined.flat_map(observe_joined), None);
+    }
+    // An inner join: the events without a version go to their own table (moved, not cloned).
+    let mut parts = joined
+        .partition::<CapacityContainerBuilder<Vec<_>>, _, _>(2, |(event, row)| {
+            (u64::from(row.is_none()), (event, row))
         })
+        .into_iter();
+    let (Some(matched), Some(unmatched)) = (parts.next(), parts.next()) else {
+        unreachable!("partition(2) makes two streams");
+    };
+    let unmatched = unmatched.map(move |(event, _): (Record, Option<Row>)| {
+        let key = event.values[on].label().to_string();
+        (event, key)
     });
-    (observations, unmatched)
+    (matched.flat_map(observe_joined), Some(unmatched))
+}
+
+/// The right input's fields the joined view's windows read (its dimensions and aggregate
+/// fields), and where each sits in the projected row the join carries.
+#[derive(Clone)]
+struct RightColumns {
+    /// The view's fields below this are the left input's.
+    left_width: usize,
+    /// The right input's fields kept, in order.
+    kept: Vec<usize>,
+    /// Right field -> its position in the projected row.
+    slot: Vec<Option<usize>>,
+}
+
+impl RightColumns {
+    fn new(view: &DataflowSpec, join: &Join) -> Self {
+        let left_width = join.inputs[join.left].spec.fields.len();
+        let right_width = join.inputs[join.right].spec.fields.len();
+        let read = view
+            .dimensions
+            .iter()
+            .copied()
+            .chain(view.aggregates.iter().filter_map(|a| a.function.field()));
+        let mut kept: Vec<usize> = read
+            .filter_map(|f| f.checked_sub(left_width))
+            .filter(|f| *f < right_width)
+            .collect();
+        kept.sort_unstable();
+        kept.dedup();
+        let mut slot = vec![None; right_width];
+        for (position, field) in kept.iter().enumerate() {
+            slot[*field] = Some(position);
+        }
+        RightColumns {
+            left_width,
+            kept,
+            slot,
+        }
+    }
+
+    /// A right record's values, projected.
+    fn row(&self, mut values: Vec<Value>) -> Row {
+        Row(self
+            .kept
+            .iter()
+            .map(|f| std::mem::replace(&mut values[*f], Value::Null))
+            .collect())
+    }
+
+    /// The joined view's field `f`: the event's, or the version's (null without one, and for
+    /// a field the windows do not read).
+    fn value<'a>(&self, event: &'a Record, row: Option<&'a Row>, f: usize) -> &'a Value {
+        static NULL: Value = Value::Null;
+        match f.checked_sub(self.left_width) {
+            None => &event.values[f],
+            Some(right) => match (row, self.slot.get(right).copied().flatten()) {
+                (Some(row), Some(position)) => &row.0[position],
+                _ => &NULL,
+            },
+        }
+    }
 }
 
 /// The records an input's `select` lets take part in the join (all when it has none).
@@ -893,10 +967,11 @@ fn selected<'s>(
     }
 }
 
-/// The joined records for the windows, and the unmatched stream records with their key.
+/// The joined records for the windows, and (an inner join's) the unmatched stream records
+/// with their key.
 type JoinStreams<'s> = (
     Stream<'s, u64, Vec<Observation>>,
-    Stream<'s, u64, Vec<(Record, String)>>,
+    Option<Stream<'s, u64, Vec<(Record, String)>>>,
 );
 
 /// A join field's value as the table's key (`None` for null: it meets no version).

@@ -512,3 +512,28 @@ fn a_restart_keeps_the_stored_time_origin_for_every_input() {
     run_to_end(&args(&later, &dataflow, &db, 2));
     assert_final_tables(&expected, &dataflow, &db, "restarted with another --epoch");
 }
+
+/// A restart reads the users table again from its start but does not write its rows again:
+/// a user a tombstone deleted stays deleted at every moment of the restart, not only once the
+/// replay reaches the tombstone. After a run to the end, restarts killed at their first few
+/// data writes (and one run to the end) leave every table the oracle's.
+#[test]
+fn a_restart_never_brings_back_a_deleted_user() {
+    let dir = common::temp_dir("joins_crash_deleted");
+    let dataflow = PathBuf::from(SPEC);
+    let g = common::generator(64, 3, 4_000, 0.0);
+    let data = inputs(&g);
+    let expected = expected(&dataflow, &data);
+    let db = dir.join("weir.db");
+    let args = args(&g, &dataflow, &db, 2);
+    run_to_end(&args);
+    assert_final_tables(&expected, &dataflow, &db, "the first run");
+    for at in [1, 2, 3, 4, 5, 6, 8, 12] {
+        let run = kill_once(&args, &db, "sink.after_data_write", at);
+        let what = format!(
+            "a restart killed at its data write {at} (killed: {})",
+            run.killed
+        );
+        assert_final_tables(&expected, &dataflow, &db, &what);
+    }
+}

@@ -3,7 +3,8 @@
 //! The table's *version of key `k` as of time `t`* is, among its changes for `k` with time
 //! `<= t`, the one with the largest `(time, order)`; if that is a delete, or there is none, `k`
 //! has no version at `t`. Each event `(k, t, e)` is emitted exactly once, as `(e, version)`, at
-//! timely time `t`. Three stages per worker, every exchange by [`render`]'s `route`, so a key's
+//! a timely time at or below `t` (what waits is held in a [`Gate`], under one capability at
+//! its least time, so the operators after the join see few distinct times). Three stages per worker, every exchange by [`render`]'s `route`, so a key's
 //! changes and its events meet on the one worker that owns the key:
 //!
 //! ```text
@@ -11,7 +12,7 @@
 //! events ─exchange─────────────────────────────────────────────────────────┴► Lookup ─► (e, version)
 //! ```
 //!
-//! **Upsert.** Changes wait, per time, until the table frontier `F` is beyond their time
+//! **Upsert.** Changes wait, by time, until the table frontier `F` is beyond their time
 //! (`F > t`: a change *at* `t` counts as of `t`). Then all of `k`'s changes at `t` are in (every
 //! later one has event time `>= F`, see [`crate::source`]); the last by `order` is `k`'s row
 //! from `t` on, none if it is a delete. Against `k`'s current row it makes at most two
@@ -23,10 +24,12 @@
 //! (pipelined: they are on their key's worker already). The arrangement's output frontier is
 //! at most the table's, and once it is beyond `t` the trace holds every update at times `<= t`.
 //!
-//! **Lookup.** An event waits under a capability at `t` until the arrangement's frontier is
+//! **Lookup.** An event at `t` waits until the arrangement's frontier is
 //! beyond `t` (`> t`) and the events frontier has reached it (`>= t`: no earlier event is to
-//! come, so a worker emits in time order). Then a cursor seeks `k` and accumulates each row's
-//! diffs over the times `<= t`; the row with a positive count (at most one) is the version.
+//! come, so a worker emits in time order). The events that became ready in one activation are
+//! sorted by `(k, t)` and looked up in one forward pass over the trace: a cursor seeks each `k`
+//! once and, for each of its events, accumulates each row's diffs over the times `<= t`; the
+//! row with a positive count (at most one) is the version.
 //! The event leaves the pending map as it is emitted: exactly once.
 //!
 //! **Final and deterministic.** An output depends only on `k`'s changes at times `<= t`, which
@@ -43,7 +46,9 @@
 //! only moves times not beyond `C` to times that compare the same with every time beyond `C`,
 //! so "accumulate over times `<= t`" gives the same answer for every such lookup. Cursors are
 //! taken through all the trace's batches (an empty upper), which physical compaction allows at
-//! any frontier.
+//! any frontier; so the physical frontier follows the table's, and the spine merges every
+//! batch it has (keeping the batches a lookup seeks few) while the logical frontier above
+//! keeps what the lookups to come can tell apart.
 //!
 //! **State** is bounded by the live keys and what waits, not by history: the upsert keeps one
 //! row per live key (a delete removes the key) and the changes the table frontier has not
@@ -70,11 +75,11 @@ use differential_dataflow::{AsCollection, ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 
 use crate::data::hash::mix64;
+use crate::operators::gate::Gate;
 
 /// One change of the table input, in its order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,14 +116,8 @@ pub struct JoinGauges {
 /// The trace of the table: key -> rows, at event times, with counts.
 type TableSpine<K, R> = ValSpine<K, R, u64, isize>;
 
-/// The upsert's changes by time, each time with a capability, until the table frontier passes.
-type Waiting<K, R> = BTreeMap<u64, (Capability<u64>, Vec<TableChange<K, R>>)>;
-
-/// The lookup's events by time, each time with a capability, until both frontiers pass.
-type Pending<K, E> = BTreeMap<u64, (Capability<u64>, Vec<(Option<K>, E)>)>;
-
 /// Joins each event with the table's version of its key as of its event time (see the module
-/// doc); emits `(event, version)` at the event's time once both inputs' frontiers pass it.
+/// doc); emits `(event, version)` (at or below the event's time) once both inputs' frontiers pass it.
 ///
 /// `route` says which worker owns a key ([`crate::data::record::Key::route`]); both inputs are
 /// exchanged by it. `render` runs once per worker (as each worker builds the dataflow), and
@@ -141,9 +140,8 @@ where
         "AsofUpsert",
         move |_, _| {
             let gauges = upsert_gauges;
-            // Time -> a capability at it and the changes at it, until the frontier passes it.
-            let mut waiting: Waiting<K, R> = BTreeMap::new();
-            let mut waiting_count = 0u64;
+            // The changes by time, until the frontier passes it.
+            let mut waiting: Gate<TableChange<K, R>> = Gate::default();
             // Each live key's row: its latest version as of the times applied so far.
             let mut current: BTreeMap<K, R> = BTreeMap::new();
             move |(input, frontier), output| {
@@ -151,53 +149,50 @@ where
                     let Some(least) = cap.least().copied() else {
                         return;
                     };
+                    waiting.hold(least, || cap.delayed(&least, output.output_index()));
                     for mut change in data.drain(..) {
                         change.time = change.time.max(least);
-                        let (_, changes) = waiting.entry(change.time).or_insert_with(|| {
-                            (cap.delayed(&change.time, output.output_index()), Vec::new())
-                        });
-                        changes.push(change);
-                        waiting_count += 1;
+                        waiting.push(change.time, change);
                     }
                 });
-                while let Some(entry) = waiting.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (time, (cap, mut changes)) = entry.remove_entry();
-                    waiting_count -= changes.len() as u64;
-                    changes.sort_unstable_by(|a, b| {
-                        (&a.key, a.order, &a.row).cmp(&(&b.key, b.order, &b.row))
-                    });
-                    let mut session = output.session(&cap);
-                    let mut changes = changes.into_iter().peekable();
-                    while let Some(change) = changes.next() {
-                        // Only the last change of a key at this time makes its row.
-                        if changes.peek().is_some_and(|next| next.key == change.key) {
-                            continue;
-                        }
-                        let TableChange { key, row, .. } = change;
-                        let old = match &row {
-                            Some(row) => current.insert(key.clone(), row.clone()),
-                            None => current.remove(&key),
-                        };
-                        if old == row {
-                            continue;
-                        }
-                        if let Some(old) = old {
-                            session.give(((key.clone(), old), time, -1isize));
-                        }
-                        if let Some(row) = row {
-                            session.give(((key, row), time, 1isize));
+                let ready = waiting.take_ready(|t| !frontier.less_equal(t));
+                if let Some(cap) = waiting.capability().filter(|_| !ready.is_empty()) {
+                    // Every update at its own time, all at the one capability (at or below them).
+                    let mut session = output.session(cap);
+                    for (time, mut changes) in ready {
+                        changes.sort_unstable_by(|a, b| {
+                            (&a.key, a.order, &a.row).cmp(&(&b.key, b.order, &b.row))
+                        });
+                        let mut changes = changes.into_iter().peekable();
+                        while let Some(change) = changes.next() {
+                            // Only the last change of a key at this time makes its row.
+                            if changes.peek().is_some_and(|next| next.key == change.key) {
+                                continue;
+                            }
+                            let TableChange { key, row, .. } = change;
+                            let old = match &row {
+                                Some(row) => current.insert(key.clone(), row.clone()),
+                                None => current.remove(&key),
+                            };
+                            if old == row {
+                                continue;
+                            }
+                            if let Some(old) = old {
+                                session.give(((key.clone(), old), time, -1isize));
+                            }
+                            if let Some(row) = row {
+                                session.give(((key, row), time, 1isize));
+                            }
                         }
                     }
                 }
+                waiting.settle();
                 gauges
                     .table_keys
                     .store(current.len() as u64, Ordering::Relaxed);
                 gauges
                     .pending_changes
-                    .store(waiting_count, Ordering::Relaxed);
+                    .store(waiting.len(), Ordering::Relaxed);
             }
         },
     );
@@ -220,90 +215,104 @@ where
         Pipeline,
         "AsofLookup",
         move |_, _| {
-            let mut pending: Pending<K, E> = BTreeMap::new();
-            let mut pending_count = 0u64;
+            let mut pending: Gate<(Option<K>, E)> = Gate::default();
             let mut compaction = Antichain::from_elem(0u64);
+            let mut merged = Antichain::from_elem(0u64);
             move |(events, events_frontier), (batches, table_frontier), output| {
                 events.for_each(|cap, data| {
                     let Some(least) = cap.least().copied() else {
                         return;
                     };
+                    pending.hold(least, || cap.delayed(&least, output.output_index()));
                     for (key, time, event) in data.drain(..) {
-                        let time = time.max(least);
-                        let (_, items) = pending.entry(time).or_insert_with(|| {
-                            (cap.delayed(&time, output.output_index()), Vec::new())
-                        });
-                        items.push((key, event));
-                        pending_count += 1;
+                        pending.push(time.max(least), (key, event));
                     }
                 });
                 // The batches are read through the trace.
                 batches.for_each(|_, data| data.clear());
 
-                let ready =
-                    |t: &u64| !table_frontier.less_equal(t) && !events_frontier.less_than(t);
-                if pending.first_key_value().is_some_and(|(t, _)| ready(t)) {
-                    // Every batch: the frontier is beyond the times read, and the cursor counts
-                    // only times at or before each event's.
-                    if let Some(batches) = trace.batches_through(Antichain::new().borrow()) {
-                        let (mut cursor, storage) = cursor_list(batches);
-                        while let Some(entry) = pending.first_entry() {
-                            if !ready(entry.key()) {
-                                break;
+                let ready = pending
+                    .take_ready(|t| !table_frontier.less_equal(t) && !events_frontier.less_than(t));
+                // Every batch: the frontier is beyond the times read, and the cursor counts only
+                // times at or before each event's.
+                // (Read only when something is ready: once nothing waits and the events have
+                // closed, the trace is compacted to the empty frontier and cannot be read. The
+                // spine always gives `Some` otherwise.)
+                let cap = pending.capability().filter(|_| !ready.is_empty());
+                let batches = cap.and_then(|_| trace.batches_through(Antichain::new().borrow()));
+                if let (Some(cap), Some(batches)) = (cap, batches) {
+                    let (mut cursor, storage) = cursor_list(batches);
+                    // Every ready event, by key then time: one forward pass over the trace,
+                    // a seek per key.
+                    let mut items: Vec<(Option<K>, u64, E)> = ready
+                        .into_iter()
+                        .flat_map(|(time, items)| {
+                            items
+                                .into_iter()
+                                .map(move |(key, event)| (key, time, event))
+                        })
+                        .collect();
+                    items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                    // All at the one capability (at or below them all).
+                    let mut session = output.session(cap);
+                    let (mut matched, mut unmatched) = (0, 0);
+                    let mut items = items.into_iter().peekable();
+                    let mut run: Vec<(u64, E)> = Vec::new();
+                    let mut times: Vec<u64> = Vec::new();
+                    while let Some((key, time, event)) = items.next() {
+                        run.push((time, event));
+                        while let Some((_, time, event)) =
+                            items.next_if(|(next, _, _)| *next == key)
+                        {
+                            run.push((time, event));
+                        }
+                        times.clear();
+                        times.extend(run.iter().map(|(time, _)| *time));
+                        let versions = match &key {
+                            Some(key) => versions_as_of(&mut cursor, &storage, key, &times),
+                            None => vec![None; times.len()],
+                        };
+                        for ((_, event), version) in run.drain(..).zip(versions) {
+                            if version.is_some() {
+                                matched += 1;
+                            } else {
+                                unmatched += 1;
                             }
-                            let (time, (cap, mut items)) = entry.remove_entry();
-                            pending_count -= items.len() as u64;
-                            items.sort_by(|a, b| a.0.cmp(&b.0));
-                            cursor.rewind_keys(&storage);
-                            let mut session = output.session(&cap);
-                            let mut last: Option<(K, Option<R>)> = None;
-                            let (mut matched, mut unmatched) = (0, 0);
-                            for (key, event) in items {
-                                let version = match key {
-                                    None => None,
-                                    Some(key) => match &last {
-                                        Some((k, version)) if *k == key => version.clone(),
-                                        _ => {
-                                            let version =
-                                                version_as_of(&mut cursor, &storage, &key, time);
-                                            last = Some((key, version.clone()));
-                                            version
-                                        }
-                                    },
-                                };
-                                if version.is_some() {
-                                    matched += 1;
-                                } else {
-                                    unmatched += 1;
-                                }
-                                // A kill here: some results of this time are downstream,
-                                // none is durable; the replay recomputes them all.
-                                crate::failpoint::hit("join.emit");
-                                session.give((event, version));
-                            }
-                            gauges.matched.fetch_add(matched, Ordering::Relaxed);
-                            gauges.unmatched.fetch_add(unmatched, Ordering::Relaxed);
+                            // A kill here: some results are downstream, none is durable; the
+                            // replay recomputes them all.
+                            crate::failpoint::hit("join.emit");
+                            session.give((event, version));
                         }
                     }
+                    gauges.matched.fetch_add(matched, Ordering::Relaxed);
+                    gauges.unmatched.fetch_add(unmatched, Ordering::Relaxed);
                 }
+                pending.settle();
 
                 // Every lookup to come is at or beyond the least pending time and the events
                 // frontier (see the module doc).
                 let mut frontier = Antichain::new();
-                if let Some(t) = pending.keys().next() {
-                    frontier.insert(*t);
+                if let Some(t) = pending.first_time() {
+                    frontier.insert(t);
                 }
                 for t in events_frontier.frontier().iter() {
                     frontier.insert(*t);
                 }
                 if frontier != compaction {
                     trace.set_logical_compaction(frontier.borrow());
-                    trace.set_physical_compaction(frontier.borrow());
                     compaction = frontier;
+                }
+                // Every batch is read (an empty upper), so the physical frontier can follow
+                // the table's: the spine merges a batch only once the physical frontier is
+                // past it, and held back to the events' frontier (when the table is read ahead
+                // of the events) it kept a hundred small batches for each lookup to seek.
+                if table_frontier.frontier() != merged.borrow() {
+                    merged = table_frontier.frontier().to_owned();
+                    trace.set_physical_compaction(merged.borrow());
                 }
                 gauges
                     .pending_events
-                    .store(pending_count, Ordering::Relaxed);
+                    .store(pending.len(), Ordering::Relaxed);
                 let mut updates = 0;
                 trace.map_spans(|span| {
                     updates += span.inner.as_ref().map_or(0, SpineBatch::len);
@@ -316,9 +325,15 @@ where
     )
 }
 
-/// `key`'s version as of `time`: the row whose diffs at times `<= time` add up to a positive
-/// count. Keys must be looked up in increasing order between rewinds (the cursor seeks forward).
-fn version_as_of<C, K, R>(cursor: &mut C, storage: &C::Storage, key: &K, time: u64) -> Option<R>
+/// `key`'s version as of each of `times` (in increasing order): the row whose diffs at times
+/// at or below it add up to a positive count, if any. Keys must be looked up in increasing
+/// order between rewinds (the cursor seeks forward).
+fn versions_as_of<C, K, R>(
+    cursor: &mut C,
+    storage: &C::Storage,
+    key: &K,
+    times: &[u64],
+) -> Vec<Option<R>>
 where
     K: Ord,
     R: Clone,
@@ -329,25 +344,31 @@ where
         DiffGat<'a> = &'a isize,
     >,
 {
+    let mut versions = vec![None; times.len()];
     cursor.seek_key(storage, key);
     if cursor.get_key(storage) != Some(key) {
-        return None;
+        return versions;
     }
     cursor.rewind_vals(storage);
-    let mut version = None;
+    let mut diffs: Vec<(u64, isize)> = Vec::new();
     while let Some(row) = cursor.get_val(storage) {
-        let mut count = 0isize;
-        cursor.map_times(storage, |t, diff| {
-            if *t <= time {
-                count += *diff;
+        diffs.clear();
+        cursor.map_times(storage, |t, diff| diffs.push((*t, *diff)));
+        diffs.sort_unstable();
+        // The count as of each time, the diffs and the times both in increasing order.
+        let (mut count, mut next) = (0isize, 0);
+        for (time, version) in times.iter().zip(versions.iter_mut()) {
+            while let Some((_, diff)) = diffs.get(next).filter(|(t, _)| t <= time) {
+                count += diff;
+                next += 1;
             }
-        });
-        if count > 0 && version.is_none() {
-            version = Some(row.clone());
+            if count > 0 && version.is_none() {
+                *version = Some(row.clone());
+            }
         }
         cursor.step_val(storage);
     }
-    version
+    versions
 }
 
 #[cfg(test)]
@@ -362,10 +383,11 @@ mod tests {
     use crate::data::row::Row;
     use timely::container::CapacityContainerBuilder;
 
-    /// Events carry their id.
-    type Event = (Option<Key>, u64, i64);
+    /// Events carry their id and event time.
+    type Event = (Option<Key>, u64, (i64, u64));
     type Change = TableChange<Key, Row>;
-    /// What the join emitted: (event id, version, timely time of the output).
+    /// What the join emitted: (event id, version, event time), each output checked to be at a
+    /// timely time at or below its event time.
     type Seen = Vec<(i64, Option<Row>, Option<u64>)>;
 
     type Handle<D> = timely::dataflow::InputHandle<u64, CapacityContainerBuilder<Vec<D>>>;
@@ -392,7 +414,7 @@ mod tests {
     }
 
     fn event(id: i64, key: Option<i64>, time: u64) -> Event {
-        (key.map(Key::Int), time, id)
+        (key.map(Key::Int), time, (id, time))
     }
 
     fn row(i: i64) -> Row {
@@ -434,7 +456,7 @@ mod tests {
     fn expected(changes: &[Change], events: &[Event]) -> Seen {
         let mut seen: Seen = events
             .iter()
-            .map(|(key, time, id)| {
+            .map(|(key, time, (id, _))| {
                 let version = changes
                     .iter()
                     .filter(|c| Some(&c.key) == key.as_ref() && c.time <= *time)
@@ -482,8 +504,10 @@ mod tests {
                 .inspect_core(move |event| {
                     if let Ok((stamp, data)) = event {
                         let mut seen = seen.lock().unwrap();
-                        for (id, version) in data {
-                            seen.push((*id, version.clone(), stamp.least().copied()));
+                        for ((id, time), version) in data {
+                            let at = stamp.least().copied();
+                            assert!(at.is_some_and(|at| at <= *time), "{id} at {at:?}");
+                            seen.push((*id, version.clone(), Some(*time)));
                         }
                     }
                 })

@@ -4,7 +4,8 @@
 //! `(k, tb, r)` with `lo(ta) <= tb <= hi(ta)`, where `lo(ta) = ta + lower` and
 //! `hi(ta) = ta + upper`, both saturating at `0` and `u64::MAX` (computed in `i128`, so a
 //! negative `lower` and an `upper` above `i64::MAX` need no care). Each left record is emitted
-//! exactly once, as `(l, matches)`, at timely time `ta`; the matches (possibly none) are
+//! exactly once, as `(l, matches)`, at a timely time at or below `ta` (waiting records are
+//! held in a [`Gate`], under one capability at their least time); the matches (possibly none) are
 //! sorted by `(tb, r)`. A left record with no key never matches. Bounds with `lower > upper`
 //! make every interval empty (every left record is emitted with no match); they do not panic.
 //! One operator per worker, both inputs exchanged by [`render`]'s `route`, so a key's left and
@@ -19,8 +20,7 @@
 //! receive on an input has an event time at or above that input's frontier (see
 //! [`crate::source`]: a record's timely time is at or below its event time).
 //!
-//! **Gating.** A left record waits, under a capability at `ta` (delayed from its input
-//! capability), until `FR > hi(ta)` and `FL >= ta` (the as-of join's convention: no earlier
+//! **Gating.** A left record waits until `FR > hi(ta)` and `FL >= ta` (the as-of join's convention: no earlier
 //! left record is still to come, so a worker emits in time order). Once `FR > hi(ta)`, every
 //! right record still to come has `tb >= FR > hi(ta)` and cannot match; every right record of
 //! `k` with `tb <= hi(ta)` has arrived and, by the rule below, is still kept if it can match.
@@ -60,10 +60,10 @@ use std::sync::Arc;
 use differential_dataflow::ExchangeData;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::data::hash::mix64;
+use crate::operators::gate::Gate;
 
 /// Gauges of one worker's interval join (atomics, so the status page and metrics can read them
 /// from other threads).
@@ -79,9 +79,6 @@ pub struct IntervalGauges {
     /// Left records emitted with no match (a counter).
     pub unmatched: AtomicU64,
 }
-
-/// Left records by time, each time with a capability, until both frontiers pass.
-type Pending<K, L> = BTreeMap<u64, (Capability<u64>, Vec<(Option<K>, L)>)>;
 
 /// The interval of a left record at `ta`: `[ta + lower, ta + upper]`, saturating at `0` and
 /// `u64::MAX`. Empty (`lo > hi`) when `lower > upper`.
@@ -181,7 +178,7 @@ impl<K: Ord + Clone, R: Ord + Clone> Kept<K, R> {
 }
 
 /// Joins each left record with the right records of its key whose time is within `bounds` of
-/// its time (see the module doc); emits `(left, matches)` at the left record's time once the
+/// its time (see the module doc); emits `(left, matches)` (at or below the left record's time) once the
 /// right frontier is past its interval and the left frontier has reached it.
 ///
 /// `bounds = (lower, upper)`: a right record at `tb` matches a left one at `ta` when
@@ -209,21 +206,16 @@ where
         Exchange::new(move |(key, _, _): &(K, u64, R)| route(key)),
         "IntervalJoin",
         move |_, _| {
-            let mut pending: Pending<K, L> = BTreeMap::new();
-            let mut pending_count = 0u64;
+            let mut pending: Gate<(Option<K>, L)> = Gate::default();
             let mut kept: Kept<K, R> = Kept::new();
             move |(lefts, left_frontier), (rights, right_frontier), output| {
                 lefts.for_each(|cap, data| {
                     let Some(least) = cap.least().copied() else {
                         return;
                     };
+                    pending.hold(least, || cap.delayed(&least, output.output_index()));
                     for (key, time, record) in data.drain(..) {
-                        let time = time.max(least);
-                        let (_, items) = pending.entry(time).or_insert_with(|| {
-                            (cap.delayed(&time, output.output_index()), Vec::new())
-                        });
-                        items.push((key, record));
-                        pending_count += 1;
+                        pending.push(time.max(least), (key, record));
                     }
                 });
                 rights.for_each(|cap, data| {
@@ -235,42 +227,39 @@ where
                     }
                 });
 
-                let ready = |t: &u64| {
+                let ready = pending.take_ready(|t| {
                     !right_frontier.less_equal(&interval(*t, bounds).1)
                         && !left_frontier.less_than(t)
-                };
-                while let Some(entry) = pending.first_entry() {
-                    if !ready(entry.key()) {
-                        break;
-                    }
-                    let (time, (cap, items)) = entry.remove_entry();
-                    pending_count -= items.len() as u64;
-                    let (lo, hi) = interval(time, bounds);
-                    let mut session = output.session(&cap);
+                });
+                if let Some(cap) = pending.capability().filter(|_| !ready.is_empty()) {
+                    // All ready times at the one capability (at or below them all).
+                    let mut session = output.session(cap);
                     let (mut pairs, mut unmatched) = (0u64, 0u64);
-                    for (key, record) in items {
-                        let matches = match &key {
-                            Some(key) => kept.matches(key, lo, hi),
-                            None => Vec::new(),
-                        };
-                        if matches.is_empty() {
-                            unmatched += 1;
+                    for (time, items) in ready {
+                        let (lo, hi) = interval(time, bounds);
+                        for (key, record) in items {
+                            let matches = match &key {
+                                Some(key) => kept.matches(key, lo, hi),
+                                None => Vec::new(),
+                            };
+                            if matches.is_empty() {
+                                unmatched += 1;
+                            }
+                            pairs += matches.len() as u64;
+                            // A kill here: some results are downstream, none is durable; the
+                            // replay recomputes them all.
+                            crate::failpoint::hit("join.emit");
+                            session.give((record, matches));
                         }
-                        pairs += matches.len() as u64;
-                        // A kill here: some results of this time are downstream, none is
-                        // durable; the replay recomputes them all.
-                        crate::failpoint::hit("join.emit");
-                        session.give((record, matches));
                     }
                     gauges.pairs.fetch_add(pairs, Ordering::Relaxed);
                     gauges.unmatched.fetch_add(unmatched, Ordering::Relaxed);
                 }
+                pending.settle();
 
                 // Every left record still to emit is at or above M (see the module doc).
                 let least_left = pending
-                    .keys()
-                    .next()
-                    .copied()
+                    .first_time()
                     .into_iter()
                     .chain(left_frontier.frontier().iter().copied())
                     .min();
@@ -280,12 +269,12 @@ where
                 }
                 // The left input closed: only the pending records can still match.
                 if left_frontier.frontier().is_empty() {
-                    match pending.keys().next_back() {
-                        Some(last) => kept.drop_above(interval(*last, bounds).1),
+                    match pending.last_time() {
+                        Some(last) => kept.drop_above(interval(last, bounds).1),
                         None => kept.clear(),
                     }
                 }
-                gauges.left_pending.store(pending_count, Ordering::Relaxed);
+                gauges.left_pending.store(pending.len(), Ordering::Relaxed);
                 gauges.right_kept.store(kept.len, Ordering::Relaxed);
             }
         },
@@ -304,11 +293,16 @@ mod tests {
     use crate::data::record::{Key, Record};
     use crate::data::row::Row;
 
-    /// Left records carry their id.
-    type Left = (Option<Key>, u64, i64);
+    /// Left records carry their id and event time.
+    type Left = (Option<Key>, u64, (i64, u64));
+    fn left(key: Option<Key>, time: u64, id: i64) -> Left {
+        (key, time, (id, time))
+    }
+
     /// Right records carry their id.
     type Right = (Key, u64, i64);
-    /// What the join emitted: (left id, its matches' ids, timely time of the output).
+    /// What the join emitted: (left id, its matches' ids, its event time), each output checked
+    /// to be at a timely time at or below its event time.
     type Seen = Vec<(i64, Vec<i64>, Option<u64>)>;
 
     type Handle<D> = timely::dataflow::InputHandle<u64, CapacityContainerBuilder<Vec<D>>>;
@@ -346,7 +340,7 @@ mod tests {
         let lefts = (0..300)
             .map(|id| {
                 let key = (rng.below(20) > 0).then(|| Key::Int(rng.below(8) as i64));
-                (key, time(&mut rng), id)
+                left(key, time(&mut rng), id)
             })
             .collect();
         let rights = (0..400)
@@ -378,7 +372,7 @@ mod tests {
                     .into_iter()
                     .map(|(_, id)| id)
                     .collect();
-                (left.2, ids, Some(left.1))
+                (left.2 .0, ids, Some(left.1))
             })
             .collect();
         seen.sort();
@@ -407,8 +401,10 @@ mod tests {
                 .inspect_core(move |event| {
                     if let Ok((stamp, data)) = event {
                         let mut seen = seen.lock().unwrap();
-                        for (id, matches) in data {
-                            seen.push((*id, matches.clone(), stamp.least().copied()));
+                        for ((id, time), matches) in data {
+                            let at = stamp.least().copied();
+                            assert!(at.is_some_and(|at| at <= *time), "{id} at {at:?}");
+                            seen.push((*id, matches.clone(), Some(*time)));
                         }
                     }
                 })
@@ -547,13 +543,15 @@ mod tests {
         let bounds = (0, 600);
         // Keys 0..3: a left record every 100 ms to 1000, a right one every 50 ms to 2000.
         let lefts: Vec<Left> = (0..3)
-            .flat_map(|k| (0..=10).map(move |i| (Some(Key::Int(k)), 100 * i, 1_000 * k + i as i64)))
+            .flat_map(|k| {
+                (0..=10).map(move |i| left(Some(Key::Int(k)), 100 * i, 1_000 * k + i as i64))
+            })
             .collect();
         let rights: Vec<Right> = (0..3)
             .flat_map(|k| (0..=40).map(move |i| (Key::Int(k), 50 * i, 1_000 * k + i as i64)))
             .collect();
         // Sent later, at 400, once the left frontier is 400.
-        let late: Left = (Some(Key::Int(1)), 400, 99_999);
+        let late: Left = left(Some(Key::Int(1)), 400, 99_999);
         let mut all_lefts = lefts.clone();
         all_lefts.push(late.clone());
         let want = expected(&all_lefts, &rights, bounds);
@@ -642,7 +640,7 @@ mod tests {
             .collect();
         let lefts: Vec<Left> = (0..times)
             .step_by(10)
-            .flat_map(|t| (0..keys).map(move |k| (Some(Key::Int(k)), t, 10 * t as i64 + k)))
+            .flat_map(|t| (0..keys).map(move |k| left(Some(Key::Int(k)), t, 10 * t as i64 + k)))
             .collect();
         // Sent early (at timely time 999), above every left record's interval (the last is
         // [890, 1090]): kept while the left input is open, dropped once it closes.

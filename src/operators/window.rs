@@ -32,6 +32,7 @@ use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 
+use crate::data::record::Value;
 pub use crate::data::window::{AggregateValue, WindowResult};
 use crate::schema::{Key, Record};
 use crate::spec::{AggregateFn, DataflowSpec};
@@ -668,18 +669,28 @@ impl Suppress {
 
 /// Projects records onto what the windows need.
 pub fn observe(spec: &DataflowSpec, record: &Record) -> Observation {
+    observe_fields(spec, record.event_time, record.key.clone(), |f| {
+        &record.values[f]
+    })
+}
+
+/// Projects a record given as its event time, key and fields (`field(i)`: the `spec`'s field
+/// `i`) onto what the windows need; [`observe`] for records that are not one `Record` (a
+/// join's event and version).
+pub fn observe_fields<'a>(
+    spec: &DataflowSpec,
+    event_time: u64,
+    key: Key,
+    field: impl Fn(usize) -> &'a Value,
+) -> Observation {
     Observation {
-        event_time: record.event_time,
-        key: record.key.clone(),
-        labels: spec
-            .dimensions
-            .iter()
-            .map(|d| record.values[*d].label())
-            .collect(),
+        event_time,
+        key,
+        labels: spec.dimensions.iter().map(|d| field(*d).label()).collect(),
         numbers: if spec.aggregates.iter().any(|a| a.function.field().is_some()) {
             spec.aggregates
                 .iter()
-                .map(|a| a.function.field().and_then(|f| record.values[f].number()))
+                .map(|a| a.function.field().and_then(|f| field(f).number()))
                 .collect()
         } else {
             Vec::new()
