@@ -3,8 +3,10 @@
 # events, distinct active users and revenue per 1 and 5 minutes by nat, gender and type) over
 # the generator's users and their events as files, at -w 1 and -w 2, null and SQLite sinks.
 # Prints a Markdown table: events/s (the events topic's messages over the run's wall time,
-# the users read as well), and peak RSS. A last pair of runs with 5x the events per user
-# shows whether the memory stays bounded by the live users and open windows.
+# the users read as well), and peak RSS. A last run with 5x the events per user, at the same
+# events per second of event time (the users come 5x slower, so the stream spans 5x the
+# time), shows whether the memory stays bounded by the live users and open windows: the same
+# users, the same open windows, 5x the history.
 #
 #   bash scripts/bench-joins.sh                          # 200,000 users, 2,000,000 events
 #   USERS=20000 EVENTS_PER_USER=10 bash scripts/bench-joins.sh   # a smoke run
@@ -22,10 +24,12 @@ else
     weir="${CARGO_TARGET_DIR:-target}/release/weir"
 fi
 data_for() { # events per user -> the data directory (made once)
-    local dir="$root/joins-$users-x$1"
+    # 1,000 users/s of event time at 10 events per user (10,000 events/s): 200,000 users span
+    # 200 s, so windows close as it runs. More events per user keep the events' rate.
+    local rate=$((1000 * per_user / $1))
+    local dir="$root/joins-$users-x$1-r$rate"
     if [ ! -d "$dir/user_events" ]; then
-        # 1,000 users/s of event time: 200,000 users span 200 s, so windows close as it runs.
-        local flags=(--count "$users" --partitions 4 --rate 1000 --epoch 2026-11-21T10:00:00Z
+        local flags=(--count "$users" --partitions 4 --rate "$rate" --epoch 2026-11-21T10:00:00Z
             --duplicates 5 --late 0 --malformed 5 --events-per-user "$1")
         "$weir" generate --out "$dir/users_created" "${flags[@]}" >/dev/null
         "$weir" generate --out "$dir/user_events" --topic user_events "${flags[@]}" >/dev/null
@@ -59,5 +63,5 @@ for sink in null sqlite; do
         measure "$per_user" "$sink" "$w"
     done
 done
-# Memory against history: 5x the events over the same users and span.
+# Memory against history: 5x the events over the same users, at the same events' rate.
 measure "$((per_user * 5))" null 2

@@ -59,7 +59,7 @@ use crate::progress::{PartitionProgress, ProgressEvent, ProgressLog, ProgressSet
 use crate::resume::Plan;
 use crate::schema::Schema;
 use crate::sink::{Store, TableSet};
-use crate::source::{Committer, Input, SourceParts, StartAt};
+use crate::source::{Committer, Input, JoinSide, SourceParts, StartAt};
 use crate::spec::{DataflowSpec, InputKind, Join, JoinKind};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::Partition;
@@ -597,7 +597,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     let gauges = Gauges::default();
     worker.dataflow::<u64, _, _>(|scope| {
         let mut sources = Vec::new();
-        for (side, reader) in shared.sides.iter().zip(readers) {
+        for (i, (side, reader)) in shared.sides.iter().zip(readers).enumerate() {
             let committer = reader.committer();
             let parts = SourceParts {
                 spec: side.spec.clone(),
@@ -615,7 +615,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
                 flow: flow.clone(),
                 failed: shared.failed.clone(),
                 stall_timeout: settings.source_stall_timeout,
-                join_side: side.kind,
+                join_side: side.kind.map(|kind| JoinSide {
+                    kind,
+                    fields: shared
+                        .spec
+                        .join
+                        .as_deref()
+                        // The left input is the first side.
+                        .map(|join| ViewColumns::of_side(&shared.spec, join, i == 0))
+                        .unwrap_or_default(),
+                }),
             };
             sources.push((crate::source::render(scope, parts), committer));
         }
@@ -821,28 +830,29 @@ fn join_view<'s>(
     join: &Join,
     gauges: &Gauges,
 ) -> JoinStreams<'s> {
-    let (on, right_on) = (join.on, join.right_on);
-    let left = selected(left, join.inputs[join.left].select.clone());
-    let right = selected(right, join.inputs[join.right].select.clone());
+    let columns = ViewColumns::new(view, join);
+    let (on, right_on) = (columns.left.at(join.on), columns.right.at(join.right_on));
+    let left = selected(left, join.inputs[join.left].select.clone(), &columns.left);
+    let right = selected(
+        right,
+        join.inputs[join.right].select.clone(),
+        &columns.right,
+    );
     let events = left.map(move |r: Record| (join_key(&r.values[on]), r.event_time, r));
-    // The right records keep only the view's fields the windows read: the join carries and
-    // clones them for every match.
-    let columns = RightColumns::new(view, join);
-    let project = columns.clone();
     let joined: Stream<'s, u64, Vec<(Record, Option<Row>)>> = match join.kind {
         JoinKind::AsOf => {
             let changes = right.map(move |r: Record| TableChange {
                 key: r.key,
                 time: r.event_time,
                 order: (r.partition, r.offset),
-                row: (!r.deleted).then(|| project.row(r.values)),
+                row: (!r.deleted).then_some(Row(r.values)),
             });
             crate::operators::asof::render(events, changes, Key::route, Arc::clone(&gauges.as_of))
         }
         JoinKind::Interval { lower_ms, upper_ms } => {
             let records = right.flat_map(move |r: Record| {
                 let key = join_key(&r.values[right_on])?;
-                Some((key, r.event_time, project.row(r.values)))
+                Some((key, r.event_time, Row(r.values)))
             });
             crate::operators::interval::render(
                 events,
@@ -888,62 +898,100 @@ fn join_view<'s>(
     (matched.flat_map(observe_joined), Some(unmatched))
 }
 
-/// The right input's fields the joined view's windows read (its dimensions and aggregate
-/// fields), and where each sits in the projected row the join carries.
-#[derive(Clone)]
-struct RightColumns {
-    /// The view's fields below this are the left input's.
-    left_width: usize,
-    /// The right input's fields kept, in order.
+/// One input's fields a join carries: the join's own field, the input's `select` field and
+/// the fields of the view's dimensions and aggregates that are the input's. Its source
+/// projects its joinable records onto them ([`JoinSide::fields`]), so the join holds, moves
+/// and clones no more than it reads.
+#[derive(Clone, Debug)]
+struct Columns {
+    /// The input's fields kept, in order.
     kept: Vec<usize>,
-    /// Right field -> its position in the projected row.
+    /// The input's field -> its position in the projected values.
     slot: Vec<Option<usize>>,
 }
 
-impl RightColumns {
-    fn new(view: &DataflowSpec, join: &Join) -> Self {
-        let left_width = join.inputs[join.left].spec.fields.len();
-        let right_width = join.inputs[join.right].spec.fields.len();
-        let read = view
-            .dimensions
-            .iter()
-            .copied()
-            .chain(view.aggregates.iter().filter_map(|a| a.function.field()));
-        let mut kept: Vec<usize> = read
-            .filter_map(|f| f.checked_sub(left_width))
-            .filter(|f| *f < right_width)
-            .collect();
+impl Columns {
+    fn new(width: usize, fields: impl Iterator<Item = usize>) -> Self {
+        let mut kept: Vec<usize> = fields.filter(|f| *f < width).collect();
         kept.sort_unstable();
         kept.dedup();
-        let mut slot = vec![None; right_width];
+        let mut slot = vec![None; width];
         for (position, field) in kept.iter().enumerate() {
             slot[*field] = Some(position);
         }
-        RightColumns {
+        Columns { kept, slot }
+    }
+
+    /// Where the kept field `f` sits in a projected record. `f` is one the join reads, so it
+    /// was kept (the constructor's fields say which).
+    fn at(&self, f: usize) -> usize {
+        match self.slot.get(f).copied().flatten() {
+            Some(position) => position,
+            None => unreachable!("field {f} is read by the join, so it is kept"),
+        }
+    }
+}
+
+/// Both inputs' [`Columns`], and how the joined view's fields map onto them.
+#[derive(Clone, Debug)]
+struct ViewColumns {
+    /// The view's fields below this are the left input's.
+    left_width: usize,
+    left: Columns,
+    right: Columns,
+}
+
+impl ViewColumns {
+    fn new(view: &DataflowSpec, join: &Join) -> Self {
+        let left_width = join.inputs[join.left].spec.fields.len();
+        let right_width = join.inputs[join.right].spec.fields.len();
+        let read: Vec<usize> = view
+            .dimensions
+            .iter()
+            .copied()
+            .chain(view.aggregates.iter().filter_map(|a| a.function.field()))
+            .collect();
+        let select = |input: usize| join.inputs[input].select.as_ref().map(|s| s.field);
+        let left = Columns::new(
             left_width,
-            kept,
-            slot,
+            read.iter()
+                .copied()
+                .filter(|f| *f < left_width)
+                .chain([join.on])
+                .chain(select(join.left)),
+        );
+        let right = Columns::new(
+            right_width,
+            read.iter()
+                .filter_map(|f| f.checked_sub(left_width))
+                .chain([join.right_on])
+                .chain(select(join.right)),
+        );
+        ViewColumns {
+            left_width,
+            left,
+            right,
         }
     }
 
-    /// A right record's values, projected.
-    fn row(&self, mut values: Vec<Value>) -> Row {
-        Row(self
-            .kept
-            .iter()
-            .map(|f| std::mem::replace(&mut values[*f], Value::Null))
-            .collect())
+    /// What the source of the left (or the right) input keeps of its joinable records.
+    fn of_side(view: &DataflowSpec, join: &Join, left: bool) -> Vec<usize> {
+        let columns = ViewColumns::new(view, join);
+        if left {
+            columns.left.kept
+        } else {
+            columns.right.kept
+        }
     }
 
-    /// The joined view's field `f`: the event's, or the version's (null without one, and for
-    /// a field the windows do not read).
+    /// The joined view's field `f`: the event's, or the version's (null without one).
     fn value<'a>(&self, event: &'a Record, row: Option<&'a Row>, f: usize) -> &'a Value {
         static NULL: Value = Value::Null;
         match f.checked_sub(self.left_width) {
-            None => &event.values[f],
-            Some(right) => match (row, self.slot.get(right).copied().flatten()) {
-                (Some(row), Some(position)) => &row.0[position],
-                _ => &NULL,
+            None => &event.values[self.left.at(f)],
+            Some(right) => match row {
+                Some(row) => &row.0[self.right.at(right)],
+                None => &NULL,
             },
         }
     }
@@ -953,17 +1001,21 @@ impl RightColumns {
 fn selected<'s>(
     records: Stream<'s, u64, Vec<Record>>,
     select: Option<crate::spec::Select>,
+    columns: &Columns,
 ) -> Stream<'s, u64, Vec<Record>> {
     match select {
         None => records,
-        Some(select) => records.flat_map(move |r: Record| {
-            let label = r.values[select.field].label();
-            select
-                .values
-                .iter()
-                .any(|v| v.as_str() == label)
-                .then_some(r)
-        }),
+        Some(select) => {
+            let field = columns.at(select.field);
+            records.flat_map(move |r: Record| {
+                let label = r.values[field].label();
+                select
+                    .values
+                    .iter()
+                    .any(|v| v.as_str() == label)
+                    .then_some(r)
+            })
+        }
     }
 }
 

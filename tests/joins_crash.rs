@@ -133,7 +133,7 @@ fn args(g: &GeneratorConfig, dataflow: &Path, db: &Path, workers: usize) -> Vec<
 /// tables the oracle has, each equal to the oracle's.
 fn assert_final_tables(expected: &Tables, dataflow: &Path, db: &Path, what: &str) -> Tables {
     let spec = common::spec(dataflow.to_str().unwrap());
-    let actual = common::read_sqlite_every_table(db, &spec);
+    let actual = common::read_sqlite(db, &spec);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),

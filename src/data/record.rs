@@ -89,3 +89,19 @@ pub struct Record {
     /// latency metrics only, never written to a table.
     pub read_at_us: u64,
 }
+
+impl Record {
+    /// The record with only the values of `fields`, in that order (what a join carries of
+    /// it); position, time, key and delete flag unchanged.
+    pub fn projected(&self, fields: &[usize]) -> Record {
+        Record {
+            partition: self.partition,
+            offset: self.offset,
+            event_time: self.event_time,
+            key: self.key.clone(),
+            values: fields.iter().map(|f| self.values[*f].clone()).collect(),
+            deleted: self.deleted,
+            read_at_us: self.read_at_us,
+        }
+    }
+}

@@ -216,7 +216,17 @@ pub struct SourceParts {
     /// This input is a side of a join: its records go to [`SourceStreams::joinable`] (not
     /// to `observations`), and, for a table input, a message with a null value is a
     /// tombstone ([`Schema::tombstone`]).
-    pub join_side: Option<InputKind>,
+    pub join_side: Option<JoinSide>,
+}
+
+/// What a join takes of an input's records.
+#[derive(Clone, Debug)]
+pub struct JoinSide {
+    /// Stream or table.
+    pub kind: InputKind,
+    /// The fields the join reads (its own, the input's `select` and the view's windows'), in
+    /// the order of the joinable records' values: the join holds and moves no more.
+    pub fields: Vec<usize>,
 }
 
 /// The source's streams.
@@ -230,7 +240,8 @@ pub struct SourceStreams<'s> {
     /// What each offset retires, for the progress operator.
     pub notes: Stream<'s, u64, Vec<PartitionNote>>,
     /// A join side's records that are not late, replayed ones included (the join must see
-    /// every record its results depend on); empty for a dataflow without inputs.
+    /// every record its results depend on), projected onto [`JoinSide::fields`]; empty for a
+    /// dataflow without inputs.
     pub joinable: Stream<'s, u64, Vec<Record>>,
 }
 
@@ -297,7 +308,9 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
         stall_timeout,
         join_side,
     } = parts;
-    let tombstones = join_side == Some(InputKind::Table);
+    let tombstones = join_side
+        .as_ref()
+        .is_some_and(|j| j.kind == InputKind::Table);
     let (worker, peers) = (scope.index(), scope.peers());
     // Announcements of new partitions to their owners, one millisecond later.
     let (loop_handle, announced) = scope.feedback::<Vec<i32>>(1);
@@ -534,17 +547,17 @@ pub fn render<'s>(scope: Scope<'s, u64>, parts: SourceParts) -> SourceStreams<'s
                                 deleted,
                                 read_at_us,
                             };
-                            match (join_side.is_some(), replay) {
-                                (false, false) => {
+                            match (&join_side, replay) {
+                                (None, false) => {
                                     observations_session.give(observe(&spec, &record));
                                     records_session.give(record);
                                 }
-                                (false, true) => observations_session.give(observe(&spec, &record)),
-                                (true, false) => {
-                                    joinable_session.give(record.clone());
+                                (None, true) => observations_session.give(observe(&spec, &record)),
+                                (Some(join), false) => {
+                                    joinable_session.give(record.projected(&join.fields));
                                     records_session.give(record);
                                 }
-                                (true, true) => joinable_session.give(record),
+                                (Some(join), true) => joinable_session.give(record.projected(&join.fields)),
                             }
                             retire
                         }

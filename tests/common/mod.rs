@@ -194,48 +194,6 @@ pub fn count_sqlite_rows(path: &Path, table: &str) -> usize {
     .map_or(0, |n| n as usize)
 }
 
-/// Reads every table of `spec` (but progress) from a SQLite file.
-pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
-    let tables = TableSet::new(spec);
-    let db =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut out = Tables::new();
-    for table in &tables.tables[..TableSet::PROGRESS] {
-        let mut statement = db
-            .prepare(&format!(
-                "SELECT {} FROM {}",
-                table.column_list(),
-                table.name
-            ))
-            .unwrap();
-        let types: Vec<ColumnType> = table.columns.iter().map(|(_, t)| *t).collect();
-        let rows: BTreeSet<Vec<String>> = statement
-            .query_map([], |r| {
-                Ok(types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ty)| {
-                        use rusqlite::types::ValueRef;
-                        match (r.get_ref(i).unwrap(), ty) {
-                            (ValueRef::Null, _) => "null".into(),
-                            (ValueRef::Integer(v), ColumnType::Boolean) => (v != 0).to_string(),
-                            (ValueRef::Integer(v), _) => v.to_string(),
-                            (ValueRef::Real(v), _) => v.to_string(),
-                            (ValueRef::Text(t), _) => String::from_utf8_lossy(t).into_owned(),
-                            (ValueRef::Blob(b), _) => hex(b),
-                        }
-                    })
-                    .collect())
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        out.insert(table.name.clone(), rows);
-    }
-    out
-}
-
 /// A scylla session builder for the test CQL server (no `system.peers`: no schema agreement
 /// or metadata fetches).
 pub fn cql_builder(addr: &str) -> scylla::client::session_builder::SessionBuilder {
@@ -816,8 +774,8 @@ pub fn hostfile(dir: &Path) -> PathBuf {
 
 /// Reads every table of `spec` but progress and the backfill log from a SQLite file: with
 /// `[[inputs]]` also the other inputs' rows, dead-letter and late tables and an inner join's
-/// unmatched table, all of which [`read_sqlite`] (the five tables of one input) leaves out.
-pub fn read_sqlite_every_table(path: &Path, spec: &DataflowSpec) -> Tables {
+/// unmatched table.
+pub fn read_sqlite(path: &Path, spec: &DataflowSpec) -> Tables {
     let tables = TableSet::new(spec);
     let db =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
