@@ -587,10 +587,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     }
     let durable_probe = ProbeHandle::new();
     let source_probe = ProbeHandle::new();
-    let flow = FlowControl::new(
+    let mut flow = FlowControl::new(
         Arc::clone(&shared.stats.in_flight_rows),
         settings.max_in_flight,
     );
+    if shared.spec.join.is_some() {
+        flow.max_ahead_ms = crate::operators::flow::JOIN_MAX_AHEAD_MS;
+    }
     let (events, progress_events) = mpsc::channel();
     // Built first on every worker, so that its dataflow has the same identity everywhere.
     let mut control = Control::new(worker);

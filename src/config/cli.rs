@@ -55,8 +55,9 @@ pub enum Command {
         #[command(flatten)]
         generator: GeneratorArgs,
     },
-    /// Produce users to Kafka: from the randomuser.me API (default), the built-in generator
-    /// (--synthetic) or a file (--from-file). Replaces the tutorial's Airflow DAG.
+    /// Produce users (or, with --synthetic-topic user_events, their events) to Kafka: from the
+    /// randomuser.me API (default), the built-in generator (--synthetic) or a file
+    /// (--from-file). Replaces the tutorial's Airflow DAG.
     Produce(Box<ProduceArgs>),
 }
 
