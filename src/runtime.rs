@@ -587,13 +587,20 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
     }
     let durable_probe = ProbeHandle::new();
     let source_probe = ProbeHandle::new();
-    let mut flow = FlowControl::new(
+    let flow = FlowControl::new(
         Arc::clone(&shared.stats.in_flight_rows),
         settings.max_in_flight,
+        match shared.spec.join {
+            Some(_) => crate::operators::flow::JOIN_MAX_AHEAD_MS,
+            None => crate::operators::flow::MAX_AHEAD_MS,
+        },
     );
-    if shared.spec.join.is_some() {
-        flow.max_ahead_ms = crate::operators::flow::JOIN_MAX_AHEAD_MS;
-    }
+    // What the join carries of each input (the left input is the first side).
+    let columns = shared
+        .spec
+        .join
+        .as_deref()
+        .map(|join| ViewColumns::new(&shared.spec, join));
     let (events, progress_events) = mpsc::channel();
     // Built first on every worker, so that its dataflow has the same identity everywhere.
     let mut control = Control::new(worker);
@@ -620,25 +627,24 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<bo
                 stall_timeout: settings.source_stall_timeout,
                 join_side: side.kind.map(|kind| JoinSide {
                     kind,
-                    fields: shared
-                        .spec
-                        .join
-                        .as_deref()
-                        // The left input is the first side.
-                        .map(|join| ViewColumns::of_side(&shared.spec, join, i == 0))
+                    fields: columns
+                        .as_ref()
+                        .map(|c| if i == 0 { &c.left } else { &c.right })
+                        .map(|c| c.kept.clone())
                         .unwrap_or_default(),
                 }),
             };
             sources.push((crate::source::render(scope, parts), committer));
         }
-        let (observations, unmatched) = match shared.spec.join.as_deref() {
+        let (observations, unmatched) = match shared.spec.join.as_deref().zip(columns) {
             None => (sources[0].0.observations.clone(), None),
-            Some(join) => {
+            Some((join, columns)) => {
                 let (observations, unmatched) = join_view(
                     sources[0].0.joinable.clone(),
                     sources[1].0.joinable.clone(),
                     &shared.spec,
                     join,
+                    columns,
                     &gauges,
                 );
                 let tables = Arc::clone(&shared.sides[0].tables);
@@ -831,9 +837,9 @@ fn join_view<'s>(
     right: Stream<'s, u64, Vec<Record>>,
     view: &DataflowSpec,
     join: &Join,
+    columns: ViewColumns,
     gauges: &Gauges,
 ) -> JoinStreams<'s> {
-    let columns = ViewColumns::new(view, join);
     let (on, right_on) = (columns.left.at(join.on), columns.right.at(join.right_on));
     let left = selected(left, join.inputs[join.left].select.clone(), &columns.left);
     let right = selected(
@@ -959,7 +965,6 @@ impl ViewColumns {
             left_width,
             read.iter()
                 .copied()
-                .filter(|f| *f < left_width)
                 .chain([join.on])
                 .chain(select(join.left)),
         );
@@ -974,16 +979,6 @@ impl ViewColumns {
             left_width,
             left,
             right,
-        }
-    }
-
-    /// What the source of the left (or the right) input keeps of its joinable records.
-    fn of_side(view: &DataflowSpec, join: &Join, left: bool) -> Vec<usize> {
-        let columns = ViewColumns::new(view, join);
-        if left {
-            columns.left.kept
-        } else {
-            columns.right.kept
         }
     }
 

@@ -47,13 +47,14 @@ pub struct FlowControl {
 }
 
 impl FlowControl {
-    /// Flow control with `rows_in_flight` shared, and the default lead over the windows.
-    pub fn new(rows_in_flight: Arc<AtomicU64>, max_in_flight: u64) -> Self {
+    /// Flow control with `rows_in_flight` shared, and a lead over the windows
+    /// ([`MAX_AHEAD_MS`], or [`JOIN_MAX_AHEAD_MS`] for a joined dataflow).
+    pub fn new(rows_in_flight: Arc<AtomicU64>, max_in_flight: u64, max_ahead_ms: u64) -> Self {
         FlowControl {
             windows: ProbeHandle::new(),
             rows_in_flight,
             max_in_flight,
-            max_ahead_ms: MAX_AHEAD_MS,
+            max_ahead_ms,
         }
     }
 

@@ -840,7 +840,11 @@ mod tests {
         timely::execute_directly(move |worker| {
             let seen: Rc<RefCell<usize>> = Rc::default();
             let topic = topic(1, 5);
-            let flow = FlowControl::new(Arc::default(), u64::MAX);
+            let flow = FlowControl::new(
+                Arc::default(),
+                u64::MAX,
+                crate::operators::flow::MAX_AHEAD_MS,
+            );
             let sink = Rc::clone(&seen);
             // The windows' input frontier, held by hand: at 0 until released.
             let windows = worker.dataflow::<u64, _, _>(|scope| {
@@ -871,7 +875,11 @@ mod tests {
             let seen: Rc<RefCell<Vec<(i32, i64)>>> = Rc::default();
             let notes: Rc<RefCell<Vec<PartitionNote>>> = Rc::default();
             let topic = topic(1, 5);
-            let flow = FlowControl::new(Arc::default(), u64::MAX);
+            let flow = FlowControl::new(
+                Arc::default(),
+                u64::MAX,
+                crate::operators::flow::MAX_AHEAD_MS,
+            );
             let (sink, noted) = (Rc::clone(&seen), Rc::clone(&notes));
             worker.dataflow::<u64, _, _>(|scope| {
                 let streams = render(scope, parts(&topic, 100, flow.clone()));
